@@ -1,0 +1,444 @@
+"""HTTP routes: the OpenAI Files/Batches API under /v1, sync endpoints, admin under /_emulator."""
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import secrets
+from typing import Any, Awaitable, Callable
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from . import multipart
+from .config import EmulatorConfig
+from .engine import Engine
+from .errors import APIError, envelope
+from .faults import Fault
+from .responder import respond
+
+BATCH_ENDPOINTS = ("/v1/responses", "/v1/chat/completions", "/v1/embeddings", "/v1/completions", "/v1/moderations")
+FILE_PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
+MAX_UPLOAD_BYTES = 512 * 1024 * 1024
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+# ------------------------------------------------------------------ plumbing
+
+class DropConnection(Exception):
+    """Raised after the response started, so uvicorn closes the socket mid-answer."""
+
+
+class _DropResponse(Response):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Announce a body that never comes; raising then makes uvicorn close the
+        # transport, which the client sees as a broken connection (and retries).
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"64")]})
+        raise DropConnection()
+
+
+class _QuietDrops(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], DropConnection))
+
+
+def quiet_drop_logs() -> None:
+    logger = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, _QuietDrops) for f in logger.filters):
+        logger.addFilter(_QuietDrops())
+
+
+class RequestIdMiddleware:
+    """Adds `x-request-id` to every response, errors and admin calls included."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                if not any(k.lower() == b"x-request-id" for k, _ in headers):
+                    headers.append((b"x-request-id", ("req_" + secrets.token_hex(16)).encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+def _engine(request: Request) -> Engine:
+    return request.app.state.engine  # type: ignore[no-any-return]
+
+
+def operation(name: str, key: str) -> Callable[[Handler], Handler]:
+    """Count the call (and retries), then apply any fault injected for `name`."""
+
+    def deco(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        async def wrapped(request: Request) -> Response:
+            engine = _engine(request)
+            try:
+                retry = int(request.headers.get("x-stainless-retry-count", "0"))
+            except ValueError:
+                retry = 0
+            engine.counters.call(key, retry)
+            fault = engine.faults.take(name)
+            if fault is None:
+                return await handler(request)
+            engine.counters.add("faults_injected")
+            if fault.delay:
+                await asyncio.sleep(fault.delay)
+            if fault.drop:
+                return _DropResponse()
+            if fault.delay or fault.truncate:
+                response = await handler(request)
+                return _truncated(response) if fault.truncate else response
+            headers = {}
+            if fault.retry_after is not None:
+                headers["retry-after"] = str(fault.retry_after)
+            return JSONResponse(fault.error_body(), status_code=fault.status, headers=headers)
+
+        return wrapped
+
+    return deco
+
+
+def _truncated(response: Response) -> Response:
+    body = bytes(response.body)
+    headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
+    return Response(body[: len(body) // 2], status_code=response.status_code, headers=headers)
+
+
+async def _json(request: Request) -> dict[str, Any]:
+    try:
+        data = json.loads(await request.body() or b"{}")
+    except ValueError:
+        raise APIError(400, "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid JSON.)")
+    if not isinstance(data, dict):
+        raise APIError(400, "The request body must be a JSON object.")
+    return data
+
+
+def _int_param(request: Request, name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise APIError(400, f"Invalid '{name}': expected an integer.", param=name, code="invalid_type")
+    if not lo <= value <= hi:
+        raise APIError(400, f"Invalid '{name}': integer must be between {lo} and {hi}.", param=name, code="invalid_value")
+    return value
+
+
+# ------------------------------------------------------------------ files
+
+def _parse_upload(body: bytes, content_type: str) -> tuple[str, str, bytes, int | None]:
+    try:
+        parts = multipart.parse(body, content_type)
+    except multipart.MultipartError as exc:
+        raise APIError(400, f"Invalid multipart/form-data request: {exc}")
+    fields: dict[str, str] = {}
+    file_part = None
+    for part in parts:
+        if part.filename is not None or part.name == "file":
+            if part.name == "file":
+                file_part = part
+        else:
+            fields[part.name] = part.data.decode("utf-8", "replace")
+    purpose = fields.get("purpose")
+    if not purpose:
+        raise APIError(400, "Missing required parameter: 'purpose'.", param="purpose", code="missing_required_parameter")
+    if purpose not in FILE_PURPOSES:
+        raise APIError(400, f"Invalid value: '{purpose}'. Supported values are: {', '.join(repr(p) for p in FILE_PURPOSES)}.", param="purpose", code="invalid_value")
+    if file_part is None:
+        raise APIError(400, "Missing required parameter: 'file'.", param="file", code="missing_required_parameter")
+    # The SDK flattens nested objects with brackets; Azure docs use dots: accept both.
+    anchor = fields.get("expires_after[anchor]", fields.get("expires_after.anchor"))
+    seconds_raw = fields.get("expires_after[seconds]", fields.get("expires_after.seconds"))
+    expires_after = None
+    if anchor is not None and anchor != "created_at":
+        raise APIError(400, f"Invalid value: '{anchor}'. Supported values are: 'created_at'.", param="expires_after.anchor", code="invalid_value")
+    if seconds_raw is not None:
+        try:
+            expires_after = int(seconds_raw)
+        except ValueError:
+            raise APIError(400, "Invalid 'expires_after.seconds': expected an integer.", param="expires_after.seconds", code="invalid_type")
+        if not 3600 <= expires_after <= 2_592_000:
+            raise APIError(400, "Invalid 'expires_after.seconds': must be between 3600 and 2592000.", param="expires_after.seconds", code="invalid_value")
+    data = file_part.data
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise APIError(400, "File is too large: the maximum size is 512 MB.", param="file")
+    if purpose == "batch" and not _looks_like_jsonl(data):
+        raise APIError(400, "Invalid file format for Batch API. Must be .jsonl", param="file", code="invalid_file_format")
+    return file_part.filename or "upload", purpose, data, expires_after
+
+
+def _looks_like_jsonl(data: bytes) -> bool:
+    """Non-empty UTF-8 with at least one JSON-object line among the first few.
+
+    Single bad lines are left to batch validation, which reports them with their
+    line numbers (invalid_json_line); only files that are not JSONL at all are refused.
+    """
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    checked = 0
+    for line in text.split("\n"):
+        if not line.strip():
+            continue
+        try:
+            if isinstance(json.loads(line), dict):
+                return True
+        except ValueError:
+            pass
+        checked += 1
+        if checked >= 100:
+            break
+    return False
+
+
+@operation("upload_file", "POST /v1/files")
+async def upload_file(request: Request) -> Response:
+    body = await request.body()
+    filename, purpose, data, expires_after = await run_in_threadpool(
+        _parse_upload, body, request.headers.get("content-type", ""))
+    obj = await run_in_threadpool(_engine(request).upload, filename, purpose, data, expires_after)
+    return JSONResponse(obj)
+
+
+@operation("list_files", "GET /v1/files")
+async def list_files(request: Request) -> Response:
+    order = request.query_params.get("order", "desc")
+    if order not in ("asc", "desc"):
+        raise APIError(400, f"Invalid value: '{order}'. Supported values are: 'asc' and 'desc'.", param="order", code="invalid_value")
+    limit = _int_param(request, "limit", 10_000, 1, 10_000)
+    page = _engine(request).list_files(request.query_params.get("purpose"), order, request.query_params.get("after"), limit)
+    return JSONResponse(page)
+
+
+@operation("retrieve_file", "GET /v1/files/{file_id}")
+async def retrieve_file(request: Request) -> Response:
+    return JSONResponse(_engine(request).get_file(request.path_params["file_id"]))
+
+
+@operation("delete_file", "DELETE /v1/files/{file_id}")
+async def delete_file(request: Request) -> Response:
+    return JSONResponse(_engine(request).delete_file(request.path_params["file_id"]))
+
+
+@operation("download_file", "GET /v1/files/{file_id}/content")
+async def download_file(request: Request) -> Response:
+    data = await run_in_threadpool(_engine(request).file_content, request.path_params["file_id"])
+    return Response(data, media_type="application/octet-stream")
+
+
+# ------------------------------------------------------------------ batches
+
+def _check_metadata(metadata: Any) -> dict[str, str] | None:
+    if metadata is None:
+        return None
+    if not isinstance(metadata, dict):
+        raise APIError(400, f"Invalid type for 'metadata': expected an object, but got {_json_type(metadata)} instead.", param="metadata", code="invalid_type")
+    if len(metadata) > 16:
+        raise APIError(400, f"Invalid 'metadata': too many properties. Expected an object with at most 16 properties, but got an object with {len(metadata)} properties instead.", param="metadata", code="object_above_max_properties")
+    for key, value in metadata.items():
+        if len(key) > 64:
+            raise APIError(400, f"Invalid 'metadata': string too long. Expected a string with maximum length 64, but got a string with length {len(key)} instead.", param="metadata", code="string_above_max_length")
+        if not isinstance(value, str):
+            raise APIError(400, f"Invalid type for 'metadata.{key}': expected a string, but got {_json_type(value)} instead.", param=f"metadata.{key}", code="invalid_type")
+        if len(value) > 512:
+            raise APIError(400, f"Invalid 'metadata.{key}': string too long. Expected a string with maximum length 512, but got a string with length {len(value)} instead.", param=f"metadata.{key}", code="string_above_max_length")
+    return metadata
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return "a string"
+
+
+@operation("create_batch", "POST /v1/batches")
+async def create_batch(request: Request) -> Response:
+    body = await _json(request)
+    for key in ("input_file_id", "endpoint", "completion_window"):
+        if body.get(key) is None:
+            raise APIError(400, f"Missing required parameter: '{key}'.", param=key, code="missing_required_parameter")
+        if not isinstance(body[key], str):
+            raise APIError(400, f"Invalid type for '{key}': expected a string, but got {_json_type(body[key])} instead.", param=key, code="invalid_type")
+    endpoint = body["endpoint"]
+    if endpoint not in BATCH_ENDPOINTS:
+        allowed = ", ".join(f"'{e}'" for e in BATCH_ENDPOINTS[:-1]) + f", and '{BATCH_ENDPOINTS[-1]}'"
+        raise APIError(400, f"Invalid value: '{endpoint}'. Supported values are: {allowed}.", param="endpoint", code="invalid_value")
+    if body["completion_window"] != "24h":
+        raise APIError(400, f"Invalid value: '{body['completion_window']}'. Supported values are: '24h'.", param="completion_window", code="invalid_value")
+    metadata = _check_metadata(body.get("metadata"))
+    output_ttl = None
+    oea = body.get("output_expires_after")
+    if oea is not None:
+        if not isinstance(oea, dict) or oea.get("anchor") != "created_at" or not isinstance(oea.get("seconds"), int) \
+                or not 3600 <= oea["seconds"] <= 2_592_000:
+            raise APIError(400, "Invalid 'output_expires_after': expected {'anchor': 'created_at', 'seconds': 3600..2592000}.", param="output_expires_after", code="invalid_value")
+        output_ttl = oea["seconds"]
+    obj = await run_in_threadpool(_engine(request).create_batch, body["input_file_id"], endpoint,
+                                  body["completion_window"], metadata, output_ttl)
+    return JSONResponse(obj)
+
+
+@operation("retrieve_batch", "GET /v1/batches/{batch_id}")
+async def retrieve_batch(request: Request) -> Response:
+    return JSONResponse(await run_in_threadpool(_engine(request).get_batch, request.path_params["batch_id"]))
+
+
+@operation("list_batches", "GET /v1/batches")
+async def list_batches(request: Request) -> Response:
+    limit = _int_param(request, "limit", 20, 1, 100)
+    page = await run_in_threadpool(_engine(request).list_batches, request.query_params.get("after"), limit)
+    return JSONResponse(page)
+
+
+@operation("cancel_batch", "POST /v1/batches/{batch_id}/cancel")
+async def cancel_batch(request: Request) -> Response:
+    return JSONResponse(await run_in_threadpool(_engine(request).cancel_batch, request.path_params["batch_id"]))
+
+
+# ------------------------------------------------------------------ synchronous endpoints
+
+def _sync_endpoint(path: str, op: str) -> Handler:
+    @operation(op, f"POST {path}")
+    async def handler(request: Request) -> Response:
+        engine = _engine(request)
+        body = await _json(request)
+        engine.counters.add("sync_requests")
+        config = engine.config
+        model = body.get("model")
+        if model is None and path != "/v1/moderations":
+            raise APIError(400, "you must provide a model parameter", param="model", code="missing_required_parameter")
+        if body.get("stream") is True:
+            raise APIError(400, "Streaming is not supported by the emulator.", param="stream", code="unsupported_value")
+        if model is not None and config.supported_models is not None and model not in config.supported_models:
+            raise APIError(404, f"The model `{model}` does not exist or you do not have access to it.", param="model", code="model_not_found")
+        status, answer = await run_in_threadpool(respond, path, body, "", config)
+        return JSONResponse(answer, status_code=status)
+
+    handler.__name__ = op
+    return handler
+
+
+# ------------------------------------------------------------------ admin
+
+async def admin_counters(request: Request) -> Response:
+    return JSONResponse(_engine(request).counters.snapshot())
+
+
+async def admin_config(request: Request) -> Response:
+    engine = _engine(request)
+    if request.method == "POST":
+        try:
+            engine.configure(**await _json(request))
+        except (TypeError, ValueError) as exc:
+            raise APIError(400, str(exc))
+    return JSONResponse(engine.config.to_dict())
+
+
+async def admin_advance(request: Request) -> Response:
+    body = await _json(request)
+    try:
+        now = await run_in_threadpool(_engine(request).advance, float(body.get("seconds", 0)))
+    except (TypeError, ValueError) as exc:
+        raise APIError(400, str(exc), param="seconds")
+    return JSONResponse({"now": now})
+
+
+async def admin_faults(request: Request) -> Response:
+    engine = _engine(request)
+    if request.method == "POST":
+        body = await _json(request)
+        try:
+            engine.faults.add(Fault(**body))
+        except (TypeError, ValueError) as exc:
+            raise APIError(400, str(exc))
+    return JSONResponse({"pending": engine.faults.pending()})
+
+
+async def admin_reset(request: Request) -> Response:
+    await run_in_threadpool(_engine(request).reset)
+    return JSONResponse({"reset": True})
+
+
+async def admin_health(request: Request) -> Response:
+    return JSONResponse({"ok": True, "now": _engine(request).clock.now()})
+
+
+# ------------------------------------------------------------------ errors
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, APIError)
+    return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        message = f"Invalid URL ({request.method} {request.url.path})"
+    else:
+        message = str(exc.detail)
+    return JSONResponse(envelope(message), status_code=exc.status_code)
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    return JSONResponse(envelope(f"The emulator failed: {type(exc).__name__}: {exc}", type="server_error"), status_code=500)
+
+
+def create_app(config: EmulatorConfig | None = None) -> Starlette:
+    config = config or EmulatorConfig()
+    routes = [
+        Route("/v1/files", upload_file, methods=["POST"]),
+        Route("/v1/files", list_files, methods=["GET"]),
+        Route("/v1/files/{file_id}", retrieve_file, methods=["GET"]),
+        Route("/v1/files/{file_id}", delete_file, methods=["DELETE"]),
+        Route("/v1/files/{file_id}/content", download_file, methods=["GET"]),
+        Route("/v1/batches", create_batch, methods=["POST"]),
+        Route("/v1/batches", list_batches, methods=["GET"]),
+        Route("/v1/batches/{batch_id}", retrieve_batch, methods=["GET"]),
+        Route("/v1/batches/{batch_id}/cancel", cancel_batch, methods=["POST"]),
+        Route("/v1/chat/completions", _sync_endpoint("/v1/chat/completions", "chat_completions"), methods=["POST"]),
+        Route("/v1/responses", _sync_endpoint("/v1/responses", "responses"), methods=["POST"]),
+        Route("/v1/embeddings", _sync_endpoint("/v1/embeddings", "embeddings"), methods=["POST"]),
+        Route("/v1/moderations", _sync_endpoint("/v1/moderations", "moderations"), methods=["POST"]),
+        Route("/v1/completions", _sync_endpoint("/v1/completions", "completions"), methods=["POST"]),
+        Route("/_emulator/counters", admin_counters, methods=["GET"]),
+        Route("/_emulator/config", admin_config, methods=["GET", "POST"]),
+        Route("/_emulator/advance", admin_advance, methods=["POST"]),
+        Route("/_emulator/faults", admin_faults, methods=["GET", "POST"]),
+        Route("/_emulator/reset", admin_reset, methods=["POST"]),
+        Route("/_emulator/health", admin_health, methods=["GET"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        exception_handlers={APIError: _api_error, HTTPException: _http_error, Exception: _server_error},
+    )
+    app.add_middleware(RequestIdMiddleware)
+    app.state.engine = Engine(config)
+    quiet_drop_logs()
+    return app

@@ -1,0 +1,371 @@
+"""Batch state machine (§3) on the emulated clock, plus the stores it drives.
+
+Batches advance lazily: every API call first runs `_tick()`, which replays all
+state changes that became due up to the current emulated time, earliest event
+first (so the enqueued-token quota sees the batches that were running then).
+All answers were precomputed at create (execution.py), so a tick only does
+arithmetic, except when a batch reaches a terminal state and its files are joined.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import ids
+from .clock import Clock
+from .config import EmulatorConfig
+from .counters import Counters
+from .errors import APIError, not_found
+from .execution import Prepared, missing_file, prepare
+from .faults import FaultRegistry
+from .files import FileStore
+from .validation import batch_error
+
+TERMINAL = frozenset({"failed", "completed", "expired", "cancelled"})
+BATCH_FILE_TTL = 30 * 86400  # batch input files expire after 30 days by default (§1.1)
+
+
+@dataclass
+class BatchRecord:
+    data: dict[str, Any]  # the API object, kept current
+    seq: int
+    created: float  # emulated time, sub-second precision
+    validate_due: float
+    expires: float
+    output_ttl: int | None = None  # output_expires_after.seconds
+    started: float | None = None
+    request_time: float = 0.0  # fixed when the batch starts running
+    due: float | None = None  # end of finalizing / cancelling
+    stop_k: int | None = None  # requests finished when cancelling began
+    prep: Prepared | None = field(default=None, repr=False)
+
+    @property
+    def status(self) -> str:
+        return str(self.data["status"])
+
+    def done_at(self, t: float) -> int:
+        """Requests finished by emulated time t (they run one after another)."""
+        assert self.prep is not None and self.started is not None
+        n = self.prep.n
+        if self.request_time <= 0:
+            return n
+        return max(0, min(n, math.floor((t - self.started) / self.request_time + 1e-9)))
+
+    def next_event(self) -> float | None:
+        s = self.status
+        if s == "validating":
+            return min(self.validate_due, self.expires)
+        if s == "in_progress":
+            assert self.prep is not None and self.started is not None
+            return min(self.started + self.prep.n * self.request_time, self.expires)
+        if s in ("finalizing", "cancelling"):
+            return self.due
+        return None
+
+    def persistable(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "prep"}
+
+
+class Engine:
+    def __init__(self, config: EmulatorConfig) -> None:
+        self.config = config
+        self.lock = threading.RLock()
+        self.counters = Counters()
+        self.faults = FaultRegistry()
+        self._state_dir = Path(config.state_dir) if config.state_dir else None
+        self._open_stores()
+
+    # ------------------------------------------------------------ setup / persistence
+
+    def _open_stores(self) -> None:
+        start = None
+        if self._state_dir:
+            (self._state_dir / "batches").mkdir(parents=True, exist_ok=True)
+            clock_file = self._state_dir / "clock.json"
+            if clock_file.exists():
+                # Never let the emulated clock run backwards across a restart.
+                import time
+                start = max(time.time(), float(json.loads(clock_file.read_text())["now"]))
+        self.clock = Clock(self.config.time_scale, start)
+        self.files = FileStore(self.config.state_dir)
+        self.batches: dict[str, BatchRecord] = {}
+        self._seq = 0
+        if self._state_dir:
+            self._load_batches()
+
+    def _load_batches(self) -> None:
+        assert self._state_dir
+        for path in sorted((self._state_dir / "batches").glob("*.json")):
+            rec = BatchRecord(**json.loads(path.read_text()))
+            self._seq = max(self._seq, rec.seq)
+            if rec.status not in TERMINAL:
+                # Answers are deterministic, so recomputing them from the input file
+                # restores the batch exactly as it was.
+                rec.prep = self._prepare(rec.data["input_file_id"], rec.data["endpoint"], rec.data["id"])
+            self.batches[rec.data["id"]] = rec
+
+    def _save(self, rec: BatchRecord) -> None:
+        if not self._state_dir:
+            return
+        path = self._state_dir / "batches" / f"{rec.data['id']}.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(rec.persistable()))
+        os.replace(tmp, path)
+        (self._state_dir / "clock.json").write_text(json.dumps({"now": self.clock.now()}))
+
+    def reset(self) -> None:
+        with self.lock:
+            self.files.clear()
+            if self._state_dir:
+                shutil.rmtree(self._state_dir / "batches", ignore_errors=True)
+                (self._state_dir / "clock.json").unlink(missing_ok=True)
+            self.counters.reset()
+            self.faults.clear()
+            self._open_stores()
+
+    def configure(self, **fields: Any) -> EmulatorConfig:
+        with self.lock:
+            if "state_dir" in fields and fields["state_dir"] != self.config.state_dir:
+                raise ValueError("state_dir cannot be changed on a running emulator")
+            self._tick()  # events due under the old settings happen under them
+            self.config = self.config.updated(**fields)
+            if "time_scale" in fields:
+                self.clock.set_scale(self.config.time_scale)
+            return self.config
+
+    def advance(self, seconds: float) -> float:
+        with self.lock:
+            self.clock.advance(seconds)
+            self._tick()
+            return self.clock.now()
+
+    def now(self) -> int:
+        return int(self.clock.now())
+
+    # ------------------------------------------------------------ files
+
+    def upload(self, filename: str, purpose: str, data: bytes, expires_after: int | None) -> dict[str, Any]:
+        with self.lock:
+            self._tick()
+            now = self.now()
+            ttl = expires_after if expires_after is not None else (BATCH_FILE_TTL if purpose == "batch" else None)
+            rec = self.files.add(filename, purpose, data, now, now + ttl if ttl else None)
+            self.counters.add("files_uploaded")
+            self.counters.add("bytes_uploaded", len(data))
+            return rec.to_api()
+
+    def get_file(self, file_id: str) -> dict[str, Any]:
+        with self.lock:
+            self._tick()
+            return self.files.get(file_id, self.now()).to_api()
+
+    def file_content(self, file_id: str) -> bytes:
+        with self.lock:
+            self._tick()
+            rec = self.files.get(file_id, self.now())
+            return self.files.content(rec)
+
+    def delete_file(self, file_id: str) -> dict[str, Any]:
+        with self.lock:
+            self._tick()
+            self.files.delete(file_id, self.now())
+            return {"id": file_id, "object": "file", "deleted": True}
+
+    def list_files(self, purpose: str | None, order: str, after: str | None, limit: int) -> dict[str, Any]:
+        with self.lock:
+            self._tick()
+            recs, more = self.files.list(self.now(), purpose, order, after, limit)
+            return _page([r.to_api() for r in recs], more)
+
+    # ------------------------------------------------------------ batches
+
+    def _prepare(self, file_id: str, endpoint: str, batch_id: str) -> Prepared:
+        with self.lock:
+            now = self.now()
+            rec = self.files.get(file_id, now) if self.files.exists(file_id, now) else None
+            content = self.files.content(rec) if rec is not None else None
+            config = self.config
+        if content is None or rec is None or rec.purpose != "batch":
+            return missing_file(file_id)
+        # Outside the lock: this is the one heavy step, and other calls may proceed.
+        return prepare(content, endpoint, batch_id, config)
+
+    def create_batch(self, input_file_id: str, endpoint: str, completion_window: str,
+                     metadata: dict[str, str] | None, output_ttl: int | None) -> dict[str, Any]:
+        self.counters.add("batch_create_calls")
+        with self.lock:
+            created = self.clock.now()
+            config = self.config
+        batch_id = ids.batch_id()
+        prep = self._prepare(input_file_id, endpoint, batch_id)
+        with self.lock:
+            self._seq += 1
+            c = int(created)
+            data: dict[str, Any] = {
+                "id": batch_id, "object": "batch", "endpoint": endpoint, "model": None, "errors": None,
+                "input_file_id": input_file_id, "completion_window": completion_window, "status": "validating",
+                "output_file_id": None, "error_file_id": None, "created_at": c, "in_progress_at": None,
+                "expires_at": c + config.completion_window_seconds, "finalizing_at": None, "completed_at": None,
+                "failed_at": None, "expired_at": None, "cancelling_at": None, "cancelled_at": None,
+                "request_counts": {"total": 0, "completed": 0, "failed": 0},
+                "usage": None, "metadata": metadata,
+            }
+            rec = BatchRecord(data=data, seq=self._seq, created=created,
+                              validate_due=created + config.validation_delay,
+                              expires=float(c + config.completion_window_seconds), output_ttl=output_ttl, prep=prep)
+            self.batches[batch_id] = rec
+            self.counters.add("batches_created")
+            self.counters.received(prep.received_ids)
+            self.counters.add("requests_received", prep.received_lines - len(prep.received_ids))
+            self._save(rec)
+            # Snapshot before any tick: the create answer is always `validating` (§2).
+            return _snap(data)
+
+    def get_batch(self, batch_id: str) -> dict[str, Any]:
+        with self.lock:
+            self._tick()
+            return _snap(self._batch(batch_id).data)
+
+    def _batch(self, batch_id: str) -> BatchRecord:
+        rec = self.batches.get(batch_id)
+        if rec is None:
+            raise not_found("Batch", batch_id)
+        return rec
+
+    def list_batches(self, after: str | None, limit: int) -> dict[str, Any]:
+        with self.lock:
+            self._tick()
+            recs = sorted(self.batches.values(), key=lambda r: (r.created, r.seq), reverse=True)
+            if after:
+                idx = next((i for i, r in enumerate(recs) if r.data["id"] == after), None)
+                recs = recs[idx + 1:] if idx is not None else []
+            return _page([_snap(r.data) for r in recs[:limit]], len(recs) > limit)
+
+    def cancel_batch(self, batch_id: str) -> dict[str, Any]:
+        with self.lock:
+            self._tick()
+            rec = self._batch(batch_id)
+            if rec.status in ("cancelling", "cancelled"):
+                return _snap(rec.data)  # idempotent (§7)
+            if rec.status in TERMINAL:
+                raise APIError(409, f"Cannot cancel a batch with status '{rec.status}'.",
+                               headers={"x-should-retry": "false"})
+            now = self.clock.now()
+            if rec.status == "validating":
+                rec.stop_k = 0
+            else:
+                rec.stop_k = rec.done_at(now)
+                assert rec.prep is not None
+                rec.data["request_counts"] = rec.prep.counts(rec.stop_k)
+            rec.data["status"] = "cancelling"
+            rec.data["cancelling_at"] = int(now)
+            rec.due = now + self.config.cancel_delay
+            self.counters.add("batches_cancelled")
+            self._save(rec)
+            return _snap(rec.data)
+
+    # ------------------------------------------------------------ the state machine
+
+    def _tick(self) -> None:
+        """Apply every event due by now, earliest first; then refresh running counts."""
+        now = self.clock.now()
+        while True:
+            due = [(t, r.seq, r) for r in self.batches.values()
+                   if r.status not in TERMINAL and (t := r.next_event()) is not None and t <= now]
+            if not due:
+                break
+            t, _, rec = min(due, key=lambda x: (x[0], x[1]))
+            self._apply(rec, t)
+            self._save(rec)
+        for rec in self.batches.values():
+            if rec.status == "in_progress" and rec.prep is not None:
+                rec.data["request_counts"] = rec.prep.counts(rec.done_at(now))
+
+    def _apply(self, rec: BatchRecord, t: float) -> None:
+        s, d, prep = rec.status, rec.data, rec.prep
+        assert prep is not None
+        if s == "validating":
+            if rec.expires <= rec.validate_due:
+                self._finish(rec, "expired", t, 0)
+            elif prep.errors:
+                self._fail(rec, t, prep.errors)
+            elif self._over_quota(rec):
+                limit = self.config.enqueued_token_limit
+                self._fail(rec, t, [batch_error(
+                    "token_limit_exceeded",
+                    f"Enqueued token limit reached for {prep.model} in organization org-emulator. "
+                    f"Limit: {limit:,} enqueued tokens. Please try again once some in_progress batches have been completed.")])
+            else:
+                d.update(status="in_progress", in_progress_at=int(t), model=prep.model,
+                         request_counts=prep.counts(0))
+                rec.started = t
+                rec.request_time = self.config.request_time
+        elif s == "in_progress":
+            assert rec.started is not None
+            done_t = rec.started + prep.n * rec.request_time
+            if rec.expires < done_t and t >= rec.expires:
+                self._finish(rec, "expired", t, rec.done_at(rec.expires))
+            else:
+                d.update(status="finalizing", finalizing_at=int(t), request_counts=prep.counts(prep.n))
+                rec.due = t + self.config.finalize_delay
+        elif s == "finalizing":
+            self._finish(rec, "completed", t, prep.n)
+        elif s == "cancelling":
+            self._finish(rec, "cancelled", t, rec.stop_k or 0)
+
+    def _over_quota(self, rec: BatchRecord) -> bool:
+        limit = self.config.enqueued_token_limit
+        assert rec.prep is not None
+        if limit is None:
+            return False
+        running = sum(r.prep.tokens for r in self.batches.values()
+                      if r is not rec and r.prep is not None and r.prep.model == rec.prep.model
+                      and r.status in ("in_progress", "finalizing"))
+        return running + rec.prep.tokens > limit
+
+    def _fail(self, rec: BatchRecord, t: float, errors: list[dict[str, Any]]) -> None:
+        rec.data.update(status="failed", failed_at=int(t), errors={"object": "list", "data": errors})
+        rec.prep = None  # nothing more to serve; free memory
+
+    def _finish(self, rec: BatchRecord, status: str, t: float, k: int) -> None:
+        """Terminal state with results: join the files once, then drop the precomputed lines."""
+        prep = rec.prep
+        assert prep is not None
+        d = rec.data
+        ts = int(t)
+        if prep.errors:  # e.g. cancelled or expired while an invalid file was validating
+            d.update(status=status, **{f"{status}_at": ts})
+            rec.prep = None
+            return
+        unrun = "batch_expired" if status == "expired" else "batch_cancelled"
+        out, err = prep.result_files(k, unrun)
+        bid = d["id"]
+        expires = ts + rec.output_ttl if rec.output_ttl else None
+        out_id = self.files.add(f"{bid}_output.jsonl", "batch_output", out, ts, expires).id if out else None
+        err_id = self.files.add(f"{bid}_error.jsonl", "batch_output", err, ts, expires).id if err else None
+        counts = prep.counts(k)
+        if status != "completed":
+            # Unrun requests count as failed once the batch has stopped.
+            counts = {"total": prep.n, "completed": counts["completed"], "failed": prep.n - counts["completed"]}
+        d.update(status=status, output_file_id=out_id, error_file_id=err_id, request_counts=counts,
+                 usage=prep.usage(k), model=prep.model or d.get("model"), **{f"{status}_at": ts})
+        rec.prep = None
+
+
+def _page(items: list[dict[str, Any]], has_more: bool) -> dict[str, Any]:
+    page: dict[str, Any] = {"object": "list", "data": items, "has_more": has_more}
+    if items:  # §9/§15: omit first_id/last_id when the page is empty
+        page["first_id"] = items[0]["id"]
+        page["last_id"] = items[-1]["id"]
+    return page
+
+
+def _snap(data: dict[str, Any]) -> dict[str, Any]:
+    """A deep copy, so a response is never serialised while a tick mutates it."""
+    return json.loads(json.dumps(data))
