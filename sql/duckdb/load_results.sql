@@ -1,0 +1,74 @@
+-- Load one batch's downloaded output/error files into warehouse_batch.results.
+-- Parameters: $files (list of paths), $batch_id, $shard_id.
+-- An explicit STRUCT schema lets DuckDB parse each line once; keys a line lacks come back NULL, extra
+-- keys are ignored, so chat, responses, embeddings and moderation bodies share one reader.
+-- A completed answer is never overwritten (a late duplicate line cannot undo a paid result).
+INSERT INTO warehouse_batch.results AS old
+    (request_hash, status, status_code, content, finish_reason, refusal, model, input_tokens,
+     output_tokens, cached_tokens, reasoning_tokens, error_code, error_message, provider_request_id,
+     batch_id, shard_id, completed_at)
+SELECT DISTINCT ON (custom_id)
+    custom_id AS request_hash,
+    CASE WHEN response.status_code BETWEEN 200 AND 299 THEN 'completed'
+         WHEN error.code = 'batch_expired' THEN 'expired'
+         WHEN error.code = 'batch_cancelled' THEN 'cancelled'
+         ELSE 'failed' END AS status,
+    response.status_code,
+    CASE
+        WHEN b.choices IS NOT NULL THEN coalesce(b.choices[1].message.content, b.choices[1].text)
+        WHEN b.output IS NOT NULL THEN nullif(array_to_string(flatten(list_transform(
+                 list_filter(b.output, lambda o: o.type = 'message'),
+                 lambda o: list_transform(list_filter(o.content, lambda c: c.type = 'output_text'), lambda c: c.text))), ''), '')
+        WHEN b.data IS NOT NULL THEN CAST(b.data AS VARCHAR)
+        WHEN b.results IS NOT NULL THEN CAST(b.results AS VARCHAR)
+    END AS content,
+    coalesce(b.choices[1].finish_reason, b.incomplete_details.reason,
+             CASE WHEN b.output IS NOT NULL THEN b.status END) AS finish_reason,
+    coalesce(b.choices[1].message.refusal,
+             list_filter(flatten(list_transform(b.output, lambda o: o.content)), lambda c: c.type = 'refusal')[1].refusal) AS refusal,
+    b.model,
+    coalesce(b.usage.prompt_tokens, b.usage.input_tokens) AS input_tokens,
+    coalesce(b.usage.completion_tokens, b.usage.output_tokens) AS output_tokens,
+    coalesce(b.usage.prompt_tokens_details.cached_tokens, b.usage.input_tokens_details.cached_tokens) AS cached_tokens,
+    coalesce(b.usage.completion_tokens_details.reasoning_tokens, b.usage.output_tokens_details.reasoning_tokens) AS reasoning_tokens,
+    CASE WHEN NOT coalesce(response.status_code BETWEEN 200 AND 299, false) THEN
+        coalesce(b.error.code, b.error.type, error.code, 'http_' || CAST(response.status_code AS VARCHAR)) END AS error_code,
+    CASE WHEN NOT coalesce(response.status_code BETWEEN 200 AND 299, false) THEN
+        coalesce(b.error.message, error.message) END AS error_message,
+    response.request_id AS provider_request_id,
+    $batch_id AS batch_id,
+    $shard_id AS shard_id,
+    current_timestamp AS completed_at
+FROM (
+    SELECT custom_id, response, error, response.body AS b
+    FROM read_json($files, format = 'newline_delimited', columns = {
+        id: 'VARCHAR',
+        custom_id: 'VARCHAR',
+        response: 'STRUCT(status_code INTEGER, request_id VARCHAR, body STRUCT(
+            model VARCHAR,
+            choices STRUCT(message STRUCT(content VARCHAR, refusal VARCHAR), text VARCHAR, finish_reason VARCHAR)[],
+            output STRUCT(type VARCHAR, content STRUCT(type VARCHAR, text VARCHAR, refusal VARCHAR)[])[],
+            status VARCHAR,
+            incomplete_details STRUCT(reason VARCHAR),
+            data JSON,
+            results JSON,
+            usage STRUCT(prompt_tokens BIGINT, completion_tokens BIGINT, input_tokens BIGINT, output_tokens BIGINT,
+                         prompt_tokens_details STRUCT(cached_tokens BIGINT),
+                         completion_tokens_details STRUCT(reasoning_tokens BIGINT),
+                         input_tokens_details STRUCT(cached_tokens BIGINT),
+                         output_tokens_details STRUCT(reasoning_tokens BIGINT)),
+            error STRUCT(message VARCHAR, type VARCHAR, param VARCHAR, code VARCHAR)))',
+        error: 'STRUCT(code VARCHAR, message VARCHAR)'
+    })
+) AS lines
+WHERE custom_id IN (SELECT request_hash FROM warehouse_batch.requests WHERE shard_id = $shard_id)
+ORDER BY custom_id, (response.status_code BETWEEN 200 AND 299) DESC
+ON CONFLICT (request_hash) DO UPDATE SET
+    status = excluded.status, status_code = excluded.status_code, content = excluded.content,
+    finish_reason = excluded.finish_reason, refusal = excluded.refusal, model = excluded.model,
+    input_tokens = excluded.input_tokens, output_tokens = excluded.output_tokens,
+    cached_tokens = excluded.cached_tokens, reasoning_tokens = excluded.reasoning_tokens,
+    error_code = excluded.error_code, error_message = excluded.error_message,
+    provider_request_id = excluded.provider_request_id, batch_id = excluded.batch_id,
+    shard_id = excluded.shard_id, completed_at = excluded.completed_at
+WHERE old.status <> 'completed';

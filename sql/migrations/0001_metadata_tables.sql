@@ -1,0 +1,140 @@
+-- The metadata tables warehouse_batch keeps inside the warehouse.
+-- Migrations are numbered and append-only: never edit a released one, add the next number.
+
+CREATE TABLE IF NOT EXISTS warehouse_batch.jobs (
+    name            VARCHAR PRIMARY KEY,
+    target_table    VARCHAR NOT NULL,
+    endpoint        VARCHAR NOT NULL,
+    definition      JSON NOT NULL,          -- every option of the job, as given
+    created_at      TIMESTAMPTZ NOT NULL DEFAULT current_timestamp,
+    updated_at      TIMESTAMPTZ NOT NULL DEFAULT current_timestamp
+);
+
+CREATE TABLE IF NOT EXISTS warehouse_batch.runs (
+    run_id          VARCHAR PRIMARY KEY,
+    job_name        VARCHAR NOT NULL,
+    started_at      TIMESTAMPTZ NOT NULL DEFAULT current_timestamp,
+    finished_at     TIMESTAMPTZ,
+    status          VARCHAR NOT NULL,       -- planned | submitted | finished
+    row_count       BIGINT,
+    request_count   BIGINT,                 -- distinct request bodies among the rows
+    cached_count    BIGINT,                 -- requests that already had a result
+    in_flight_count BIGINT,                 -- requests already in a live batch
+    submitted_count BIGINT,                 -- requests this run put into new shards
+    shard_count     INTEGER
+);
+
+-- One row per distinct request body. custom_id in the JSONL = request_hash.
+CREATE TABLE IF NOT EXISTS warehouse_batch.requests (
+    request_hash    VARCHAR PRIMARY KEY,    -- sha256 hex of body
+    endpoint        VARCHAR NOT NULL,
+    model           VARCHAR,
+    body            VARCHAR NOT NULL,       -- the canonical JSON text that was hashed
+    line_bytes      BIGINT NOT NULL,        -- bytes of the JSONL line, newline included
+    est_input_tokens BIGINT NOT NULL,       -- ceil(bytes of prompt text / 4)
+    first_job       VARCHAR NOT NULL,
+    shard_id        VARCHAR,                -- the shard it was last put in
+    shard_line      INTEGER,                -- its 1-based line in that shard
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    created_at      TIMESTAMPTZ NOT NULL DEFAULT current_timestamp
+);
+
+-- One row per shard file; a shard becomes exactly one provider batch.
+-- state: written -> uploading -> uploaded -> creating -> submitted -> collected
+-- (the *ing states are intents recorded before the side effect, reconciled on resume).
+CREATE TABLE IF NOT EXISTS warehouse_batch.batches (
+    shard_id        VARCHAR PRIMARY KEY,
+    job_name        VARCHAR NOT NULL,
+    run_id          VARCHAR NOT NULL,
+    endpoint        VARCHAR NOT NULL,
+    model           VARCHAR,
+    path            VARCHAR NOT NULL,
+    line_count      INTEGER NOT NULL,
+    byte_count      BIGINT NOT NULL,
+    sha256          VARCHAR NOT NULL,
+    state           VARCHAR NOT NULL,
+    file_id         VARCHAR,
+    batch_id        VARCHAR,
+    status          VARCHAR,                -- the provider's batch status
+    total_count     INTEGER,
+    completed_count INTEGER,
+    failed_count    INTEGER,
+    errors          JSON,                   -- validation errors of a failed batch
+    output_file_id  VARCHAR,
+    error_file_id   VARCHAR,
+    input_tokens    BIGINT,
+    output_tokens   BIGINT,
+    created_at      TIMESTAMPTZ NOT NULL DEFAULT current_timestamp,
+    intent_at       TIMESTAMPTZ,            -- when the last side effect was announced
+    submitted_at    TIMESTAMPTZ,
+    polled_at       TIMESTAMPTZ,
+    finished_at     TIMESTAMPTZ,            -- provider reached a terminal status
+    collected_at    TIMESTAMPTZ
+);
+
+-- The answer to one request: a cache keyed by request_hash, shared by every job and run.
+CREATE TABLE IF NOT EXISTS warehouse_batch.results (
+    request_hash    VARCHAR PRIMARY KEY,
+    status          VARCHAR NOT NULL,       -- completed | failed | expired | cancelled
+    status_code     INTEGER,
+    content         VARCHAR,
+    finish_reason   VARCHAR,
+    refusal         VARCHAR,
+    model           VARCHAR,
+    input_tokens    BIGINT,
+    output_tokens   BIGINT,
+    cached_tokens   BIGINT,
+    reasoning_tokens BIGINT,
+    error_code      VARCHAR,
+    error_message   VARCHAR,
+    provider_request_id VARCHAR,
+    batch_id        VARCHAR,
+    shard_id        VARCHAR,
+    completed_at    TIMESTAMPTZ NOT NULL DEFAULT current_timestamp
+);
+
+-- What an analyst reads first: rows of each job's last run by status.
+CREATE OR REPLACE VIEW warehouse_batch.batch_status AS
+SELECT job_name, shard_id, batch_id, state, status, line_count, total_count, completed_count, failed_count,
+       created_at, submitted_at, finished_at, collected_at
+FROM warehouse_batch.batches;
+
+-- Which rows each job has (as of its last run) and the request each maps to.
+CREATE TABLE IF NOT EXISTS warehouse_batch.job_rows (
+    job_name        VARCHAR NOT NULL,
+    custom_id       VARCHAR NOT NULL,
+    request_hash    VARCHAR NOT NULL,
+    PRIMARY KEY (job_name, custom_id)
+);
+
+-- Rows of each job by status: the first thing to look at.
+CREATE OR REPLACE VIEW warehouse_batch.job_status AS
+WITH row_states AS (
+    SELECT jr.job_name, coalesce(res.status, 'pending') AS status
+    FROM warehouse_batch.job_rows AS jr
+    LEFT JOIN warehouse_batch.results AS res USING (request_hash)
+), counts AS (
+    SELECT job_name,
+           count(*) AS row_count,
+           count_if(status = 'completed') AS completed,
+           count_if(status = 'failed') AS failed,
+           count_if(status = 'pending') AS pending,
+           count_if(status = 'expired') AS expired,
+           count_if(status = 'cancelled') AS cancelled
+    FROM row_states GROUP BY job_name
+), batch_counts AS (
+    SELECT job_name,
+           count(*) AS batches,
+           count_if(state <> 'collected') AS live_batches
+    FROM warehouse_batch.batches GROUP BY job_name
+)
+SELECT j.name AS job_name, j.target_table,
+       coalesce(c.row_count, 0) AS row_count,
+       coalesce(c.completed, 0) AS completed, coalesce(c.failed, 0) AS failed,
+       coalesce(c.pending, 0) AS pending, coalesce(c.expired, 0) AS expired,
+       coalesce(c.cancelled, 0) AS cancelled,
+       coalesce(b.batches, 0) AS batches, coalesce(b.live_batches, 0) AS live_batches,
+       j.updated_at AS last_run_at
+FROM warehouse_batch.jobs AS j
+LEFT JOIN counts AS c ON c.job_name = j.name
+LEFT JOIN batch_counts AS b ON b.job_name = j.name;

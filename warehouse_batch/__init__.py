@@ -1,0 +1,38 @@
+"""warehouse_batch: run LLM workloads from SQL through the OpenAI Batch API, tracked in your warehouse.
+
+    import warehouse_batch as wb
+    report = wb.run("examples/reviews/review_sentiment.sql", db="reviews.duckdb", wait=True)
+"""
+
+from warehouse_batch.api import cancel, collect, plan, run, status, sync
+from warehouse_batch.errors import (
+    ConfigError,
+    JobError,
+    NotFoundError,
+    ProviderError,
+    RowsFailedError,
+    ValidationError,
+    WarehouseBatchError,
+)
+from warehouse_batch.jobs import Job
+from warehouse_batch.runner import Report
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigError",
+    "Job",
+    "JobError",
+    "NotFoundError",
+    "ProviderError",
+    "Report",
+    "RowsFailedError",
+    "ValidationError",
+    "WarehouseBatchError",
+    "cancel",
+    "collect",
+    "plan",
+    "run",
+    "status",
+    "sync",
+]

@@ -1,0 +1,156 @@
+"""Request bodies as SQL expressions, so DuckDB builds every body (and its hash) in one pass.
+
+The body text is canonical: keys in a fixed order (model, the endpoint's input keys, then params
+sorted by name), compact separators, raw UTF-8. Identical requests therefore hash identically,
+across rows, runs and jobs, which is what lets nobody pay twice.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from warehouse_batch.errors import JobError
+from warehouse_batch.jobs import Job
+from warehouse_batch.store import quote_ident, sql_literal
+
+#: Query columns with a meaning; any other column is carried to the output table untouched.
+INPUT_COLUMNS = ("prompt", "messages", "body", "input")
+#: Per-row columns that override the job option or request parameter of the same name.
+OVERRIDE_COLUMNS = (
+    "model",
+    "system",
+    "temperature",
+    "max_tokens",
+    "max_completion_tokens",
+    "top_p",
+    "seed",
+    "reasoning_effort",
+    "frequency_penalty",
+    "presence_penalty",
+    "dimensions",
+)
+#: Which input columns each endpoint accepts.
+ENDPOINT_INPUTS = {
+    "/v1/chat/completions": ("prompt", "messages", "body"),
+    "/v1/responses": ("prompt", "messages", "body"),
+    "/v1/completions": ("prompt", "body"),
+    "/v1/embeddings": ("input", "prompt", "body"),
+    "/v1/moderations": ("input", "prompt", "body"),
+}
+_TEXT_TYPES = ("VARCHAR", "JSON")
+
+
+@dataclass(frozen=True)
+class BodySQL:
+    """SQL expressions over the job's query (aliased `q`) for one job."""
+
+    input_column: str
+    body: str  # canonical JSON text of the request body
+    model: str  # the model name (NULL when missing: a validation error)
+    line_overhead: int  # bytes a JSONL line adds around the body, newline included
+
+
+def json_literal(value: Any) -> str:
+    """A job option value as canonical JSON text inside a SQL string literal."""
+    return sql_literal(json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True))
+
+
+def _col(name: str) -> str:
+    return f"q.{quote_ident(name)}"
+
+
+def line_overhead(endpoint: str) -> int:
+    """Bytes of `{"custom_id":"<64 hex>","method":"POST","url":"<endpoint>","body":` + `}` + newline."""
+    prefix = '{"custom_id":"' + "0" * 64 + '","method":"POST","url":' + json.dumps(endpoint) + ',"body":'
+    return len(prefix.encode()) + 2
+
+
+def build(job: Job, columns: dict[str, str]) -> BodySQL:
+    """The body expression for this job over a query with `columns` (name → DuckDB type)."""
+    allowed = ENDPOINT_INPUTS[job.endpoint]
+    present = [c for c in INPUT_COLUMNS if c in columns]
+    if not present:
+        raise JobError(
+            f"job {job.name}: the query needs a column named one of {', '.join(allowed)} "
+            f"(endpoint {job.endpoint}); it has: {', '.join(columns)}"
+        )
+    if len(present) > 1:
+        raise JobError(
+            f"job {job.name}: the query has several input columns ({', '.join(present)}); keep exactly one of "
+            f"{', '.join(allowed)}"
+        )
+    input_column = present[0]
+    if input_column not in allowed:
+        raise JobError(
+            f"job {job.name}: endpoint {job.endpoint} takes its input from one of {', '.join(allowed)}, "
+            f"not from a '{input_column}' column"
+        )
+
+    if input_column == "body":
+        body = _json_text(_col("body"), columns["body"])
+        model = f"json_extract_string({body}, '$.model')"
+        return BodySQL(input_column, body, model, line_overhead(job.endpoint))
+
+    model = _with_default("model", columns, job.model, cast="VARCHAR")
+    system = _with_default("system", columns, job.system, cast="VARCHAR")
+    parts = ["'{\"model\":' || to_json(" + model + ")"]
+    if job.endpoint == "/v1/chat/completions":
+        parts.append("',\"messages\":' || " + _chat_messages(input_column, columns, system))
+    elif job.endpoint == "/v1/responses":
+        parts.append(f"coalesce(',\"instructions\":' || to_json({system}), '')")
+        if input_column == "prompt":
+            parts.append(f"',\"input\":' || to_json({_col('prompt')})")
+        else:
+            parts.append("',\"input\":' || " + _json_text(_col("messages"), columns["messages"]))
+    elif job.endpoint == "/v1/completions":
+        parts.append(f"',\"prompt\":' || to_json({_col('prompt')})")
+    else:  # embeddings, moderations: a text (or list of texts) input
+        parts.append(f"',\"input\":' || to_json({_col(input_column)})")
+    parts.extend(_params(job, columns))
+    body = "(" + " || ".join(parts) + " || '}')"
+    return BodySQL(input_column, body, model, line_overhead(job.endpoint))
+
+
+def _chat_messages(input_column: str, columns: dict[str, str], system: str) -> str:
+    system_message = f"'{{\"role\":\"system\",\"content\":' || to_json({system}) || '}}'"
+    if input_column == "prompt":
+        user = f"'{{\"role\":\"user\",\"content\":' || to_json({_col('prompt')}) || '}}'"
+        return f"('[' || coalesce({system_message} || ',', '') || {user} || ']')"
+    messages = _json_text(_col("messages"), columns["messages"])
+    # A system prompt goes in front of the row's messages: '[' + system + ',' + the rest of the array.
+    return f"(CASE WHEN {system} IS NULL THEN {messages} ELSE '[' || {system_message} || ',' || substr({messages}, 2) END)"
+
+
+def _json_text(expr: str, column_type: str) -> str:
+    """Compact JSON text of a column holding JSON text or a DuckDB nested value."""
+    if column_type.upper() in _TEXT_TYPES:
+        return f"CAST(json({expr}) AS VARCHAR)"
+    return f"CAST(to_json({expr}) AS VARCHAR)"
+
+
+def _with_default(name: str, columns: dict[str, str], default: Any, cast: str) -> str:
+    """The per-row column if the query has it (falling back to the job option on NULL), else the option."""
+    literal = "NULL" if default is None else sql_literal(str(default))
+    if name in columns:
+        return f"coalesce(CAST({_col(name)} AS {cast}), {literal})"
+    return f"CAST({literal} AS {cast})"
+
+
+def _params(job: Job, columns: dict[str, str]) -> list[str]:
+    """`,"key":value` pieces for every request parameter, sorted by key; NULL per-row values fall back."""
+    row_params = {c for c in OVERRIDE_COLUMNS if c in columns and c not in ("model", "system")}
+    pieces = []
+    for key in sorted(set(job.params) | row_params):
+        head = sql_literal(f',"{key}":')
+        job_value = job.params.get(key)
+        if key in row_params:
+            row_json = f"CAST(to_json({_col(key)}) AS VARCHAR)"
+            if job_value is None:
+                pieces.append(f"coalesce({head} || {row_json}, '')")
+            else:
+                pieces.append(f"{head} || coalesce({row_json}, {json_literal(job_value)})")
+        elif job_value is not None:
+            pieces.append(sql_literal(f',"{key}":' + json.dumps(job_value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)))
+    return pieces

@@ -1,0 +1,338 @@
+"""`warehouse-batch`: the command line, one command per function of the Python API.
+
+Exit codes: 0 success; 1 unexpected error; 2 usage or configuration error; 3 invalid job, query
+or rows (nothing was sent); 4 provider error (re-run to resume); 5 finished, but some rows did not
+complete (see their status in the output table).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from warehouse_batch import api
+from warehouse_batch.errors import RowsFailedError, WarehouseBatchError
+from warehouse_batch.progress import NullReporter, RichReporter
+from warehouse_batch.runner import Report
+
+out = Console()
+err = Console(stderr=True)
+
+
+def _db_option(fn: Callable) -> Callable:
+    return click.option(
+        "--db",
+        default=lambda: os.environ.get("WAREHOUSE_BATCH_DB", api.DEFAULT_DB),
+        show_default="$WAREHOUSE_BATCH_DB or warehouse.duckdb",
+        help="DuckDB file of the warehouse (created if missing).",
+    )(fn)
+
+
+def _common(fn: Callable) -> Callable:
+    fn = click.option("--json", "as_json", is_flag=True, help="Print a JSON report on stdout (for scripts).")(fn)
+    fn = click.option(
+        "--work-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+        help="Where shard and result files go (default: <db>.warehouse_batch/ beside the database).",
+    )(fn)
+    return _db_option(fn)
+
+
+def _provider_options(fn: Callable) -> Callable:
+    return click.option(
+        "--base-url", envvar="OPENAI_BASE_URL", default=None,
+        help="API base URL, e.g. http://127.0.0.1:8000/v1 for the emulator (default: $OPENAI_BASE_URL, else OpenAI).",
+    )(fn)
+
+
+def _wait_options(fn: Callable) -> Callable:
+    fn = click.option("--timeout", type=float, default=None, help="With --wait: stop waiting after this many seconds.")(fn)
+    fn = click.option("--poll-interval", type=float, default=5.0, show_default=True,
+                      help="With --wait: seconds between status checks (backs off up to 60 s).")(fn)
+    return click.option("--wait", is_flag=True, help="Keep polling until every batch has finished, then load results.")(fn)
+
+
+def _job_options(fn: Callable) -> Callable:
+    options = [
+        click.option("--query", help="The job's SELECT (instead of, or overriding, a job file)."),
+        click.option("--name", help="Job name; also the output table unless --table is set."),
+        click.option("--model", help="Model for every row without a model column."),
+        click.option("--endpoint", help="Batch endpoint (default /v1/chat/completions)."),
+        click.option("--system", help="System prompt."),
+        click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
+                     help="Request parameter, VALUE parsed as JSON when it can be (repeatable): --param temperature=0"),
+        click.option("--table", help="Output table (default: the job name)."),
+        click.option("--completion-window", help="Batch completion window (only 24h exists)."),
+        click.option("--metadata", "metadata", multiple=True, metavar="KEY=VALUE", help="Batch metadata (repeatable)."),
+        click.option("--max-requests-per-shard", type=int, help="Lines per shard file (≤ 50,000)."),
+        click.option("--max-bytes-per-shard", type=int, help="Bytes per shard file (≤ 200 MB)."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return click.argument("job_file", required=False, type=click.Path(dir_okay=False, path_type=Path))(fn)
+
+
+def _overrides(kw: dict[str, Any]) -> dict[str, Any]:
+    params = {}
+    for item in kw.pop("params", ()) or ():
+        key, value = _pair(item, "--param")
+        try:
+            params[key] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key] = value
+    metadata = dict(_pair(item, "--metadata") for item in kw.pop("metadata", ()) or ())
+    overrides = {k: v for k, v in kw.items() if v is not None}
+    if params:
+        overrides["params"] = params
+    if metadata:
+        overrides["metadata"] = metadata
+    return overrides
+
+
+def _pair(item: str, flag: str) -> tuple[str, str]:
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+        raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint=flag)
+    return key.strip(), value
+
+
+def _load(job_file: Path | None, overrides: dict[str, Any]) -> Any:
+    if job_file is not None:
+        return api.load_job(job_file, **overrides)
+    if "query" not in overrides:
+        raise click.UsageError("give a JOB_FILE, or --query and --name")
+    from warehouse_batch.jobs import Job
+
+    return Job.from_options(overrides)
+
+
+def _reporter(as_json: bool) -> Any:
+    return NullReporter() if as_json else RichReporter(err)
+
+
+def _handle(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn library errors into a message on stderr and the documented exit code."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except WarehouseBatchError as exc:
+            err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+            sys.exit(exc.exit_code)
+
+    return wrapper
+
+
+# -- output -------------------------------------------------------------------------------------
+def _print_reports(reports: list[Report], as_json: bool, *, check_failed: bool = False) -> None:
+    if as_json:
+        click.echo(json.dumps([r.to_dict() for r in reports], indent=2))
+    else:
+        for report in reports:
+            _print_report(report)
+    if check_failed and any(r.unsuccessful for r in reports):
+        n = sum(r.unsuccessful for r in reports)
+        raise RowsFailedError(f"{n} row(s) did not complete; their status and error are in the output table")
+
+
+def _print_report(report: Report) -> None:
+    if report.counts is not None:
+        c = report.counts
+        title = f"plan for {report.job} (dry run, nothing sent)" if report.dry_run else f"run {report.run_id} of {report.job}"
+        table = Table(title=title, show_header=False, title_justify="left")
+        for label, value in [
+            ("rows", c.rows), ("distinct requests", c.requests), ("already answered (cached)", c.cached),
+            ("in flight", c.in_flight), ("to submit", c.to_submit), ("shards", c.shards),
+            ("estimated input tokens (body bytes / 4)", c.est_input_tokens),
+        ]:
+            table.add_row(label, f"{value:,}")
+        out.print(table)
+    if report.dry_run:
+        return
+    rows = ", ".join(f"{n:,} {s}" for s, n in sorted(report.statuses.items())) or "no rows"
+    out.print(f"[bold]{report.job}[/] → table [cyan]{report.table}[/]: {rows}", highlight=False)
+    if report.batches:
+        table = Table("shard", "batch", "state", "status", "lines", "done", "failed", title_justify="left")
+        for b in report.batches:
+            table.add_row(b["shard_id"], b["batch_id"] or "-", b["state"], b["status"] or "-", str(b["line_count"]),
+                          str(b["completed_count"] or 0), str(b["failed_count"] or 0))
+            if b["errors"]:
+                table.add_row("", "[red]errors[/]", "", "", "", "", "", end_section=False)
+                for e in json.loads(b["errors"])[:5]:
+                    line = f" line {e['line']}" if e.get("line") else ""
+                    table.add_row("", f"[red]{e.get('code')}{line}[/]", e.get("message") or "", "", "", "", "")
+        out.print(table)
+
+
+# -- commands -----------------------------------------------------------------------------------
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(package_name="warehouse-batch")
+def main() -> None:
+    """Run LLM workloads from SQL through the OpenAI Batch API (half price), tracked in your warehouse.
+
+    \b
+    Quick start (no API key needed, runs on the built-in emulator):
+      warehouse-batch demo
+
+    Exit codes: 0 ok, 1 unexpected error, 2 usage/configuration, 3 invalid job or rows (nothing sent),
+    4 provider error (re-run to resume), 5 finished with some rows not completed.
+    """
+
+
+@main.command()
+@_job_options
+@_common
+@_provider_options
+@_wait_options
+@_handle
+def run(job_file: Path | None, db: str, work_dir: Path | None, as_json: bool, base_url: str | None, wait: bool,
+        poll_interval: float, timeout: float | None, **job_kw: Any) -> None:
+    """Compile a job's query into batches and submit them.
+
+    \b
+    Examples:
+      warehouse-batch run examples/reviews/review_sentiment.sql --db reviews.duckdb --wait
+      warehouse-batch run job.sql --model gpt-4o --param temperature=0
+      warehouse-batch run --name greet --model gpt-4o-mini --query "SELECT 1 AS custom_id, 'Hi' AS prompt"
+
+    Without --wait it returns once every batch is submitted; then use `collect` or `sync`.
+    Re-running an unchanged job sends nothing: answers are cached by request.
+    """
+    job = _load(job_file, _overrides(job_kw))
+    report = api.run(job, db, base_url=base_url, wait=wait, poll_interval=poll_interval, timeout=timeout,
+                     reporter=_reporter(as_json), work_dir=work_dir)
+    _print_reports([report], as_json, check_failed=wait)
+
+
+@main.command()
+@_job_options
+@_common
+@_handle
+def plan(job_file: Path | None, db: str, work_dir: Path | None, as_json: bool, **job_kw: Any) -> None:
+    """Dry run: validate the rows, count distinct requests, cache hits, shards and tokens. Sends nothing.
+
+    \b
+    Example:
+      warehouse-batch plan examples/reviews/review_sentiment.sql --db reviews.duckdb
+    """
+    job = _load(job_file, _overrides(job_kw))
+    report = api.plan(job, db, reporter=_reporter(as_json), work_dir=work_dir)
+    _print_reports([report], as_json)
+
+
+@main.command()
+@click.argument("job_name", required=False)
+@_common
+@_handle
+def status(job_name: str | None, db: str, work_dir: Path | None, as_json: bool) -> None:
+    """Show every job (or one): rows by status and each batch with its counts. No provider calls.
+
+    \b
+    Example:
+      warehouse-batch status --db reviews.duckdb
+    """
+    _print_reports(api.status(db, job_name, work_dir=work_dir), as_json)
+
+
+@main.command()
+@click.argument("job_name")
+@_common
+@_provider_options
+@_wait_options
+@_handle
+def collect(job_name: str, db: str, work_dir: Path | None, as_json: bool, base_url: str | None, wait: bool,
+            poll_interval: float, timeout: float | None) -> None:
+    """Poll a job's batches, load finished ones and republish its output table.
+
+    \b
+    Example:
+      warehouse-batch collect review_sentiment --db reviews.duckdb --wait
+    """
+    report = api.collect(job_name, db, base_url=base_url, wait=wait, poll_interval=poll_interval, timeout=timeout,
+                         reporter=_reporter(as_json), work_dir=work_dir)
+    _print_reports([report], as_json, check_failed=wait)
+
+
+@main.command()
+@_common
+@_provider_options
+@_wait_options
+@_handle
+def sync(db: str, work_dir: Path | None, as_json: bool, base_url: str | None, wait: bool, poll_interval: float,
+         timeout: float | None) -> None:
+    """Advance every job: submit unsent shards, collect finished batches, republish. Good for cron.
+
+    \b
+    Example (every 10 minutes):
+      */10 * * * * warehouse-batch sync --db /data/warehouse.duckdb --json >> sync.log
+    """
+    reports = api.sync(db, base_url=base_url, wait=wait, poll_interval=poll_interval, timeout=timeout,
+                       reporter=_reporter(as_json), work_dir=work_dir)
+    _print_reports(reports, as_json, check_failed=wait)
+
+
+@main.command()
+@click.argument("job_name")
+@_common
+@_provider_options
+@_handle
+def cancel(job_name: str, db: str, work_dir: Path | None, as_json: bool, base_url: str | None) -> None:
+    """Cancel a job's live batches. Answers already finished are kept (and were paid for).
+
+    \b
+    Example:
+      warehouse-batch cancel review_sentiment --db reviews.duckdb
+    """
+    report = api.cancel(job_name, db, base_url=base_url, reporter=_reporter(as_json), work_dir=work_dir)
+    _print_reports([report], as_json)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind (loopback by default).")
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--state-dir", type=click.Path(file_okay=False), default=None,
+              help="Keep files and batches here, so a restarted emulator continues where it stopped.")
+@click.option("--validation-delay", type=float, default=0.0, show_default=True, help="Seconds a batch validates.")
+@click.option("--request-time", type=float, default=0.0, show_default=True, help="Seconds each request takes.")
+@click.option("--time-scale", type=float, default=1.0, show_default=True, help="Emulated seconds per real second.")
+@click.option("--completion-window", "completion_window_seconds", type=int, default=86400, show_default=True,
+              help="Seconds until a batch expires.")
+def emulator(host: str, port: int, state_dir: str | None, **timing: Any) -> None:
+    """Serve an offline emulator of the OpenAI Files + Batch API (and chat/responses/embeddings).
+
+    \b
+    Example:
+      warehouse-batch emulator --port 8000 &
+      OPENAI_API_KEY=emulator warehouse-batch run job.sql --base-url http://127.0.0.1:8000/v1 --wait
+    """
+    from warehouse_batch.emulator import EmulatorConfig, serve
+
+    serve(EmulatorConfig(state_dir=state_dir, **timing), host=host, port=port)
+
+
+@main.command()
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=Path("demo"),
+              show_default=True, help="Where the demo database and files go.")
+@_handle
+def demo(directory: Path) -> None:
+    """Run the example job end to end on the built-in emulator: no API key, no network.
+
+    Creates DIR/reviews.duckdb from examples/reviews/reviews.csv, starts the emulator in-process,
+    runs the review_sentiment job with --wait, and prints the joined result.
+    """
+    from warehouse_batch.demo import run_demo
+
+    run_demo(directory, console=out, reporter=RichReporter(err))
+
+
+if __name__ == "__main__":
+    main()

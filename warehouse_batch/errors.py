@@ -1,0 +1,57 @@
+"""One root exception. Each subclass says whether waiting and re-running can fix it (transient)
+and which process exit code the CLI uses for it, so scripts can branch on the cause."""
+
+from __future__ import annotations
+
+
+class WarehouseBatchError(Exception):
+    """Root of every error warehouse_batch raises on purpose. Messages say how to fix the cause."""
+
+    exit_code: int = 1
+    transient: bool = False
+
+
+class JobError(WarehouseBatchError):
+    """The job definition is wrong: unknown or invalid options, a query that does not parse or run."""
+
+    exit_code = 3
+
+
+class ValidationError(JobError):
+    """The query ran, but some rows cannot become requests (NULL/duplicate custom_id, empty prompt...).
+
+    Raised before anything is written or uploaded."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__(
+            "the job's rows are not valid; nothing was uploaded:\n" + "\n".join(f"  - {p}" for p in problems)
+        )
+
+
+class ConfigError(WarehouseBatchError):
+    """Missing or invalid configuration (API key, base URL, database path)."""
+
+    exit_code = 2
+
+
+class ProviderError(WarehouseBatchError):
+    """The provider refused or failed a call. transient=True means re-running later should succeed."""
+
+    exit_code = 4
+
+    def __init__(self, message: str, *, transient: bool = False):
+        super().__init__(message)
+        self.transient = transient
+
+
+class NotFoundError(WarehouseBatchError):
+    """A job, run or batch named by the user does not exist in this warehouse."""
+
+    exit_code = 3
+
+
+class RowsFailedError(WarehouseBatchError):
+    """The run finished but some rows did not complete; they are visible in the output table."""
+
+    exit_code = 5

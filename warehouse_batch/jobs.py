@@ -1,0 +1,195 @@
+"""Job definitions: the options of a job, `.sql` job files, and their validation.
+
+A job file is a leading block of `-- key: value` comment lines (YAML), then the query:
+
+    -- name: review_sentiment
+    -- model: gpt-4o-mini
+    -- system: Classify the sentiment of this review.
+    SELECT review_id AS custom_id, review_text AS prompt FROM reviews
+
+The same options are keyword arguments of `Job` and flags of the CLI; flags override the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from warehouse_batch.errors import JobError
+
+ENDPOINTS = ("/v1/chat/completions", "/v1/responses", "/v1/embeddings", "/v1/completions", "/v1/moderations")
+#: What OpenAI allows per batch input file; jobs may only lower these.
+MAX_REQUESTS_PER_SHARD = 50_000
+MAX_BYTES_PER_SHARD = 200 * 1024 * 1024
+#: Batch metadata keys warehouse_batch sets itself (to find its batches again after a crash).
+METADATA_JOB_KEY = "warehouse_batch_job"
+METADATA_SHARD_KEY = "warehouse_batch_shard"
+#: Request parameters that may be written at the top level of a job header instead of under `params:`.
+TOP_LEVEL_PARAMS = ("temperature", "max_tokens", "max_completion_tokens", "top_p", "seed", "reasoning_effort")
+#: Keys a job may not set through `params`, because warehouse_batch builds them from other options.
+RESERVED_PARAMS = {"model", "messages", "input", "stream", "instructions"}
+
+_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_TABLE_RE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*\.)?[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class Job:
+    """A named, declarative, re-runnable LLM workload over the rows of one query."""
+
+    name: str
+    query: str
+    model: str | None = None
+    endpoint: str = "/v1/chat/completions"
+    system: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    table: str | None = None
+    completion_window: str = "24h"
+    metadata: dict[str, str] = field(default_factory=dict)
+    max_requests_per_shard: int = MAX_REQUESTS_PER_SHARD
+    max_bytes_per_shard: int = MAX_BYTES_PER_SHARD
+    description: str | None = None
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    @property
+    def target_table(self) -> str:
+        """The output table's name (`table` option, else the job name)."""
+        return self.table or self.name
+
+    @classmethod
+    def from_file(cls, path: str | Path, **overrides: Any) -> Job:
+        """Read a `.sql` job file; keyword arguments override its header (None means "not given")."""
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise JobError(f"cannot read job file {path}: {exc.strerror}") from None
+        options, query = parse_job_text(text, source=str(path))
+        options.setdefault("name", path.stem)
+        return cls.from_options({**options, "query": query}, **overrides)
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any], **overrides: Any) -> Job:
+        """Build a job from a mapping of options (a parsed header, a dbt config...)."""
+        merged = dict(options)
+        for key, value in overrides.items():
+            if value is None:
+                continue
+            if key == "params" and isinstance(value, dict):
+                merged["params"] = {**merged.get("params", {}), **value}
+            elif key == "metadata" and isinstance(value, dict):
+                merged["metadata"] = {**merged.get("metadata", {}), **value}
+            else:
+                merged[key] = value
+        params = dict(merged.pop("params", None) or {})
+        if not isinstance(params, dict):
+            raise JobError(f"option 'params' must be a mapping like {{temperature: 0}}, got {params!r}")
+        for key in TOP_LEVEL_PARAMS:
+            if key in merged:
+                params[key] = merged.pop(key)
+        unknown = sorted(set(merged) - set(OPTION_NAMES))
+        if unknown:
+            raise JobError(
+                f"unknown job option(s): {', '.join(unknown)}. Valid options: {', '.join(sorted(OPTION_NAMES))}"
+                f" (request parameters go under 'params:', or at the top level for {', '.join(TOP_LEVEL_PARAMS)})"
+            )
+        if "query" not in merged or not str(merged["query"]).strip():
+            raise JobError("the job has no query: write a SELECT after the header, or pass query=...")
+        if "name" not in merged:
+            raise JobError("the job has no name: add '-- name: my_job' to the header, or pass name=...")
+        for int_key in ("max_requests_per_shard", "max_bytes_per_shard"):
+            if int_key in merged:
+                merged[int_key] = _as_int(int_key, merged[int_key])
+        metadata = merged.get("metadata")
+        if metadata is not None and not isinstance(metadata, dict):
+            raise JobError(f"option 'metadata' must be a mapping of strings, got {metadata!r}")
+        return cls(params=params, **merged)
+
+    def to_options(self) -> dict[str, Any]:
+        """The job as a JSON-able mapping (stored in `warehouse_batch.jobs.definition`)."""
+        return dataclasses.asdict(self)
+
+
+OPTION_NAMES = tuple(f.name for f in dataclasses.fields(Job))
+
+
+def parse_job_text(text: str, source: str = "<job>") -> tuple[dict[str, Any], str]:
+    """Split a job file into its YAML header options and its query."""
+    header: list[str] = []
+    lines = text.splitlines()
+    i = 0
+    while i < len(lines):
+        stripped = lines[i].strip()
+        if stripped.startswith("--"):
+            header.append(stripped[2:].removeprefix(" "))
+        elif stripped:
+            break
+        i += 1
+    query = "\n".join(lines[i:]).strip().rstrip(";").strip()
+    if not any(h.strip() for h in header):
+        return {}, query
+    try:
+        options = yaml.safe_load("\n".join(header))
+    except yaml.YAMLError as exc:
+        raise JobError(f"{source}: the '-- key: value' header is not valid YAML: {exc}") from None
+    if options is None:
+        return {}, query
+    if not isinstance(options, dict):
+        raise JobError(f"{source}: the header must be '-- key: value' lines, got {options!r}")
+    return {str(k): v for k, v in options.items()}, query
+
+
+def _as_int(key: str, value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise JobError(f"option '{key}' must be an integer, got {value!r}") from None
+
+
+def _validate(job: Job) -> None:
+    if not isinstance(job.name, str) or not _NAME_RE.match(job.name):
+        raise JobError(
+            f"job name {job.name!r} is not valid: use letters, digits and underscores, starting with a letter"
+        )
+    if job.table is not None and not _TABLE_RE.match(job.table):
+        raise JobError(f"option 'table' {job.table!r} is not valid: use 'name' or 'schema.name' (letters, digits, _)")
+    if job.endpoint not in ENDPOINTS:
+        raise JobError(f"option 'endpoint' {job.endpoint!r} is not supported. Use one of: {', '.join(ENDPOINTS)}")
+    if job.completion_window != "24h":
+        raise JobError(f"option 'completion_window' must be '24h' (the only window the Batch API offers), got {job.completion_window!r}")
+    if job.model is not None and (not isinstance(job.model, str) or not job.model.strip()):
+        raise JobError(f"option 'model' must be a model name, got {job.model!r}")
+    if job.system is not None and not isinstance(job.system, str):
+        raise JobError(f"option 'system' must be text, got {job.system!r}")
+    bad = sorted(set(job.params) & RESERVED_PARAMS)
+    if bad:
+        raise JobError(
+            f"params {', '.join(bad)} cannot be set: model comes from 'model', messages from the query's "
+            "prompt/messages columns, and streaming is not supported by the Batch API"
+        )
+    for key, value in job.params.items():
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError):
+            raise JobError(f"param {key!r} must be a JSON value, got {value!r}") from None
+    if not 1 <= job.max_requests_per_shard <= MAX_REQUESTS_PER_SHARD:
+        raise JobError(f"max_requests_per_shard must be between 1 and {MAX_REQUESTS_PER_SHARD}, got {job.max_requests_per_shard}")
+    if not 1024 <= job.max_bytes_per_shard <= MAX_BYTES_PER_SHARD:
+        raise JobError(f"max_bytes_per_shard must be between 1024 and {MAX_BYTES_PER_SHARD}, got {job.max_bytes_per_shard}")
+    if len(job.metadata) > 14:
+        raise JobError("option 'metadata' may hold at most 14 pairs (the Batch API allows 16; warehouse_batch uses 2)")
+    for key, value in job.metadata.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise JobError(f"metadata {key!r}: keys and values must be strings (quote numbers in YAML), got {value!r}")
+        if len(key) > 64 or len(value) > 512:
+            raise JobError(f"metadata {key!r}: keys may have 64 characters and values 512")
+        if key in (METADATA_JOB_KEY, METADATA_SHARD_KEY):
+            raise JobError(f"metadata key {key!r} is reserved by warehouse_batch")

@@ -1,0 +1,220 @@
+"""The OpenAI Files + Batch API, through the official `openai` SDK.
+
+The key and base URL come from arguments or the SDK's standard environment variables
+(`OPENAI_API_KEY`, `OPENAI_BASE_URL`); the key is held by the SDK client only and never logged.
+
+Batch creation is the one call that can cost money twice: the SDK retries a POST after a timeout
+or 5xx, and the first attempt may already have created a batch. So creation runs without SDK
+retries, and after any ambiguous failure we look for our batch by its metadata tag first.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import openai
+
+from warehouse_batch.errors import ConfigError, ProviderError
+from warehouse_batch.jobs import METADATA_SHARD_KEY
+
+TERMINAL_STATUSES = ("completed", "failed", "expired", "cancelled")
+_TRANSIENT = (openai.APIConnectionError, openai.APITimeoutError, openai.RateLimitError, openai.InternalServerError)
+
+
+@dataclass(frozen=True)
+class BatchInfo:
+    """What we keep of a provider batch object."""
+
+    id: str
+    status: str
+    created_at: int | None = None
+    output_file_id: str | None = None
+    error_file_id: str | None = None
+    total: int | None = None
+    completed: int | None = None
+    failed: int | None = None
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+    @classmethod
+    def from_sdk(cls, batch: Any) -> BatchInfo:
+        counts = batch.request_counts
+        usage = getattr(batch, "usage", None)
+        errors = []
+        if batch.errors is not None and batch.errors.data:
+            errors = [
+                {"code": e.code, "message": e.message, "param": e.param, "line": e.line} for e in batch.errors.data
+            ]
+        return cls(
+            id=batch.id,
+            status=str(batch.status).lower(),  # Azure previews send "Validating"
+            created_at=batch.created_at,
+            output_file_id=batch.output_file_id or None,  # "" from some compatible servers
+            error_file_id=batch.error_file_id or None,
+            total=counts.total if counts else None,
+            completed=counts.completed if counts else None,
+            failed=counts.failed if counts else None,
+            errors=errors,
+            input_tokens=usage.input_tokens if usage else None,
+            output_tokens=usage.output_tokens if usage else None,
+            metadata=dict(batch.metadata or {}),
+        )
+
+
+class OpenAIBatchProvider:
+    """Upload, create, poll, download and cancel batches. Methods raise ProviderError on failure."""
+
+    name = "openai"
+
+    def __init__(
+        self,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        timeout: float = 120.0,
+        max_retries: int = 3,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        api_key = api_key or os.environ.get("OPENAI_API_KEY")
+        if not api_key:
+            raise ConfigError(
+                "no API key: set OPENAI_API_KEY in the environment (for the local emulator any value works, "
+                "e.g. OPENAI_API_KEY=emulator with --base-url http://127.0.0.1:8000/v1)"
+            )
+        self._client = openai.OpenAI(
+            api_key=api_key,
+            base_url=base_url or os.environ.get("OPENAI_BASE_URL") or None,
+            timeout=timeout,
+            max_retries=max_retries,
+        )
+        self._sleep = sleep
+        self.max_retries = max_retries
+
+    @property
+    def base_url(self) -> str:
+        return str(self._client.base_url)
+
+    # -- files -----------------------------------------------------------------------------
+    def upload(self, path: Path, filename: str) -> str:
+        """Upload a shard (purpose=batch) under `filename`; returns the file id."""
+        with open(path, "rb") as handle:
+            created = self._call("upload", lambda: self._client.files.create(file=(filename, handle), purpose="batch"))
+        return created.id
+
+    def find_file(self, filename: str, byte_count: int) -> str | None:
+        """An uploaded batch file of this name and size (an upload whose reply we never recorded)."""
+        def scan() -> str | None:
+            for item in self._client.files.list(purpose="batch"):
+                if item.filename == filename and item.bytes == byte_count:
+                    return item.id
+            return None
+
+        return self._call("list files", scan)
+
+    def download(self, file_id: str, dest: Path) -> Path:
+        """Stream a file's content to `dest` atomically."""
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(dest.name + ".part")
+
+        def fetch() -> None:
+            with self._client.files.with_streaming_response.content(file_id) as response:
+                response.stream_to_file(tmp)
+
+        self._call("download", fetch)
+        os.replace(tmp, dest)
+        return dest
+
+    # -- batches ---------------------------------------------------------------------------
+    def create_batch(
+        self, *, file_id: str, endpoint: str, completion_window: str, metadata: dict[str, str], since: float
+    ) -> BatchInfo:
+        """Create a batch exactly once: after an ambiguous failure, adopt the batch if it exists."""
+        client = self._client.with_options(max_retries=0)
+        shard_id = metadata[METADATA_SHARD_KEY]
+        delay = 1.0
+        for attempt in range(self.max_retries + 3):
+            try:
+                batch = client.batches.create(
+                    input_file_id=file_id,
+                    endpoint=endpoint,  # type: ignore[arg-type]
+                    completion_window=completion_window,  # type: ignore[arg-type]
+                    metadata=metadata,
+                )
+                return BatchInfo.from_sdk(batch)
+            except openai.RateLimitError as exc:  # refused, so certainly not created
+                last: Exception = exc
+                wait = _retry_after(exc) or delay
+            except (openai.APIConnectionError, openai.InternalServerError) as exc:
+                last = exc
+                wait = delay
+                existing = self.find_batch(shard_id, since)
+                if existing is not None:
+                    return existing
+            except openai.APIStatusError as exc:
+                raise _provider_error("create batch", exc) from None
+            self._sleep(wait)
+            delay = min(delay * 2, 30.0)
+        raise _provider_error("create batch", last)
+
+    def find_batch(self, shard_id: str, since: float) -> BatchInfo | None:
+        """Our batch for `shard_id`, searching batches created since `since` (unix seconds), newest first."""
+        def scan() -> BatchInfo | None:
+            for batch in self._client.batches.list(limit=100):
+                if (batch.metadata or {}).get(METADATA_SHARD_KEY) == shard_id:
+                    return BatchInfo.from_sdk(batch)
+                if batch.created_at is not None and batch.created_at < since - 600:
+                    return None  # newest first: nothing older can be ours
+            return None
+
+        return self._call("list batches", scan)
+
+    def retrieve(self, batch_id: str) -> BatchInfo:
+        return BatchInfo.from_sdk(self._call("retrieve batch", lambda: self._client.batches.retrieve(batch_id)))
+
+    def cancel(self, batch_id: str) -> BatchInfo:
+        try:
+            return BatchInfo.from_sdk(self._client.batches.cancel(batch_id))
+        except openai.ConflictError:  # already finished: nothing to cancel
+            return self.retrieve(batch_id)
+        except openai.OpenAIError as exc:
+            raise _provider_error("cancel batch", exc) from None
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _call(self, what: str, fn: Callable[[], Any]) -> Any:
+        try:
+            return fn()
+        except openai.OpenAIError as exc:
+            raise _provider_error(what, exc) from None
+
+
+def _retry_after(exc: openai.APIStatusError) -> float | None:
+    value = exc.response.headers.get("retry-after") if exc.response is not None else None
+    try:
+        return min(float(value), 120.0) if value else None
+    except ValueError:
+        return None
+
+
+def _provider_error(what: str, exc: Exception) -> ProviderError:
+    transient = isinstance(exc, _TRANSIENT) or (
+        isinstance(exc, openai.APIStatusError) and exc.status_code in (408, 409, 429) or
+        isinstance(exc, openai.APIStatusError) and exc.status_code >= 500
+    )
+    if isinstance(exc, openai.AuthenticationError):
+        return ProviderError(f"{what}: the provider rejected the API key (HTTP 401); check OPENAI_API_KEY")
+    detail = getattr(exc, "message", None) or str(exc)
+    status = getattr(exc, "status_code", None)
+    prefix = f"{what} failed" + (f" (HTTP {status})" if status else "")
+    hint = "; re-run the same command to resume, nothing is sent twice" if transient else ""
+    return ProviderError(f"{prefix}: {detail}{hint}", transient=transient)

@@ -1,0 +1,91 @@
+"""Downloaded output/error files → `warehouse_batch.results` → the job's output table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from warehouse_batch.jobs import Job
+from warehouse_batch.sqlfiles import read_sql
+from warehouse_batch.store import SCHEMA, Store, quote_ident, quote_table
+
+#: What a request that got no line in its batch's files becomes, by the batch's final status.
+_MISSING = {
+    "failed": ("failed", "batch_failed", "the batch failed validation before this request ran"),
+    "expired": ("expired", "batch_expired", "the batch expired before this request ran"),
+    "cancelled": ("cancelled", "batch_cancelled", "the batch was cancelled before this request ran"),
+    "completed": ("failed", "missing_result", "the batch completed without a result line for this request"),
+}
+
+
+def rows_table(job_name: str) -> str:
+    """The table that holds a job's query rows as of its last run."""
+    return f"{SCHEMA}.{quote_ident(job_name + '__rows')}"
+
+
+def check_file(store: Store, path: Path) -> int:
+    """Line count of a downloaded JSONL file; raises duckdb.Error if any line is cut off or not JSON."""
+    if path.stat().st_size == 0:
+        return 0
+    with open(path, "rb") as handle:
+        handle.seek(-1, 2)
+        if handle.read(1) != b"\n":
+            raise duckdb.InvalidInputException(f"{path.name} does not end with a newline (truncated download)")
+    return int(
+        store.scalar(
+            "SELECT count(*) FROM read_json(?, format = 'newline_delimited', columns = {custom_id: 'VARCHAR'})",
+            [str(path)],
+        )
+    )
+
+
+def load_batch(
+    store: Store,
+    *,
+    shard_id: str,
+    batch_id: str | None,
+    batch_status: str,
+    files: list[Path],
+    batch_errors: list[dict[str, Any]],
+) -> None:
+    """Store every answer of one batch; requests without a line get the batch's outcome. Call in a transaction."""
+    present = [str(p) for p in files if p.stat().st_size > 0]
+    if present:
+        store.execute(read_sql("duckdb/load_results.sql"), {"files": present, "batch_id": batch_id, "shard_id": shard_id})
+    status, code, message = _MISSING.get(batch_status, _MISSING["completed"])
+    if batch_status == "failed" and batch_errors:
+        lineless = [e for e in batch_errors if e.get("line") is None]
+        if lineless:
+            code = lineless[0].get("code") or code
+        summary = "; ".join(
+            f"{e.get('code')}: {e.get('message')}" + (f" (line {e['line']})" if e.get("line") else "")
+            for e in batch_errors[:3]
+        )
+        message = f"the batch failed validation: {summary}"
+    store.execute(
+        read_sql("duckdb/missing_results.sql"),
+        {
+            "shard_id": shard_id,
+            "batch_id": batch_id,
+            "status": status,
+            "error_code": code,
+            "error_message": message,
+            "line_errors": json.dumps([e for e in batch_errors if e.get("line") is not None]),
+        },
+    )
+
+
+def publish(store: Store, job: Job) -> str:
+    """(Re)build the job's output table from its rows and the results cache; returns its name."""
+    rows = rows_table(job.name)
+    target = quote_table(job.target_table)
+    columns = [r[0] for r in store.execute(f"DESCRIBE {rows}").fetchall()]
+    excluded = ["__wb_request_hash"] + (["model"] if "model" in columns else [])
+    carried = "q.* EXCLUDE (" + ", ".join(quote_ident(c) for c in excluded) + ")"
+    if "." in job.target_table:
+        store.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(job.target_table.split('.')[0])}")
+    store.execute(read_sql("duckdb/publish.sql").format(target=target, rows=rows, carried=carried))
+    return job.target_table

@@ -1,0 +1,488 @@
+"""The state machine of a run: plan → shard → submit → poll → collect → publish.
+
+Each step reads its input from the store and records its outcome there before the next begins;
+side effects at the provider are announced (state `uploading`/`creating`, committed) before they
+happen and recorded after, so a run killed anywhere resumes without sending anything twice.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from warehouse_batch import compile as compiler
+from warehouse_batch import results, shards
+from warehouse_batch.errors import NotFoundError, ProviderError
+from warehouse_batch.jobs import METADATA_JOB_KEY, METADATA_SHARD_KEY, Job
+from warehouse_batch.progress import NullReporter, Reporter
+from warehouse_batch.providers.openai import BatchInfo, OpenAIBatchProvider
+from warehouse_batch.store import SCHEMA, Store
+
+#: Local batch states before the provider has a batch for the shard.
+UNSUBMITTED = ("written", "uploading", "uploaded", "creating")
+
+
+@dataclass
+class Counts:
+    """How a job's rows and requests split up."""
+
+    rows: int = 0
+    requests: int = 0
+    cached: int = 0
+    in_flight: int = 0
+    to_submit: int = 0
+    shards: int = 0
+    est_input_tokens: int = 0
+
+
+@dataclass
+class Report:
+    """What a command did; `to_dict()` is the `--json` output."""
+
+    job: str | None = None
+    run_id: str | None = None
+    counts: Counts | None = None
+    batches: list[dict[str, Any]] = field(default_factory=list)
+    statuses: dict[str, int] = field(default_factory=dict)
+    table: str | None = None
+    dry_run: bool = False
+
+    @property
+    def unfinished(self) -> int:
+        return self.statuses.get("pending", 0)
+
+    @property
+    def unsuccessful(self) -> int:
+        return sum(n for s, n in self.statuses.items() if s not in ("completed", "pending"))
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {k: v for k, v in self.__dict__.items() if k != "counts"}
+        out["counts"] = None if self.counts is None else dict(self.counts.__dict__)
+        return json.loads(json.dumps(out, default=str))
+
+
+class Runner:
+    """Drives jobs in one warehouse against one provider."""
+
+    def __init__(
+        self,
+        store: Store,
+        provider: OpenAIBatchProvider | None = None,
+        *,
+        reporter: Reporter | None = None,
+        provider_factory: Callable[[], OpenAIBatchProvider] | None = None,
+    ):
+        self.store = store
+        self._provider = provider
+        self._provider_factory = provider_factory or OpenAIBatchProvider
+        self.reporter = reporter or NullReporter()
+
+    @property
+    def provider(self) -> OpenAIBatchProvider:
+        # Created on first use, so plan/status never need an API key.
+        if self._provider is None:
+            self._provider = self._provider_factory()
+        return self._provider
+
+    # -- plan ------------------------------------------------------------------------------
+    def plan(self, job: Job) -> Report:
+        """Dry run: compile and validate, count what would be sent. Writes nothing."""
+        self.reporter.step("planning rows")
+        stage = compiler.compile_job(self.store, job)
+        try:
+            counts = self._stage_counts(stage)
+            counts.shards = shards.plan_shards(
+                self.store,
+                self._todo_sql(f"SELECT DISTINCT __wb_hash AS request_hash FROM temp.{compiler.STAGE}",
+                               from_stage=True, endpoint=job.endpoint),
+                max_lines=job.max_requests_per_shard,
+                max_bytes=job.max_bytes_per_shard,
+            )
+        finally:
+            self.store.execute(f"DROP TABLE IF EXISTS temp.{shards.PLAN}")
+            compiler.drop_stage(self.store)
+        self.reporter.done()
+        return Report(job=job.name, counts=counts, dry_run=True)
+
+    # -- run -------------------------------------------------------------------------------
+    def run(self, job: Job, *, wait: bool = False, poll_interval: float = 5.0, timeout: float | None = None) -> Report:
+        """Plan, shard and submit a job, then (with wait) poll and collect until every batch ends."""
+        run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
+        self.reporter.step("planning rows")
+        stage = compiler.compile_job(self.store, job)
+        try:
+            counts = self._persist(job, run_id, stage)
+        finally:
+            compiler.drop_stage(self.store)
+        self.reporter.info(
+            f"{counts.rows:,} rows → {counts.requests:,} distinct requests: {counts.cached:,} already answered, "
+            f"{counts.in_flight:,} in flight, {counts.to_submit:,} to send"
+        )
+        written = self._shard(job, run_id)
+        counts.shards = len(written)
+        self.store.execute(
+            f"UPDATE {SCHEMA}.runs SET shard_count = ?, status = 'submitted' WHERE run_id = ?", [len(written), run_id]
+        )
+        self.submit(job.name)
+        results.publish(self.store, job)
+        if wait:
+            self.wait(job.name, poll_interval=poll_interval, timeout=timeout)
+        report = self.job_report(job.name)
+        report.run_id = run_id
+        report.counts = counts
+        self.store.execute(
+            f"UPDATE {SCHEMA}.runs SET finished_at = current_timestamp, "
+            "status = CASE WHEN ? THEN 'finished' ELSE status END WHERE run_id = ?",
+            [report.unfinished == 0, run_id],
+        )
+        return report
+
+    def _stage_counts(self, stage: compiler.Stage) -> Counts:
+        cached, in_flight, to_submit = self.store.execute(
+            f"""
+            WITH hashes AS (SELECT DISTINCT __wb_hash AS h FROM temp.{compiler.STAGE})
+            SELECT count_if(res.request_hash IS NOT NULL),
+                   count_if(res.request_hash IS NULL AND b.state IS NOT NULL AND b.state <> 'collected'),
+                   count_if(res.request_hash IS NULL AND (b.state IS NULL OR b.state = 'collected'))
+            FROM hashes
+            LEFT JOIN {SCHEMA}.results AS res ON res.request_hash = hashes.h
+            LEFT JOIN {SCHEMA}.requests AS req ON req.request_hash = hashes.h
+            LEFT JOIN {SCHEMA}.batches AS b ON b.shard_id = req.shard_id
+            """
+        ).fetchone()
+        return Counts(stage.row_count, stage.request_count, cached, in_flight, to_submit, 0, stage.est_input_tokens)
+
+    def _persist(self, job: Job, run_id: str, stage: compiler.Stage) -> Counts:
+        """Record the job, its run, its rows and its new requests, all in one transaction."""
+        counts = self._stage_counts(stage)
+        query_columns = ", ".join(f"s.{compiler.quote_ident(c)}" for c in stage.columns)
+        with self.store.transaction():
+            self.store.execute(
+                f"""
+                INSERT INTO {SCHEMA}.jobs (name, target_table, endpoint, definition) VALUES (?, ?, ?, ?)
+                ON CONFLICT (name) DO UPDATE SET target_table = excluded.target_table, endpoint = excluded.endpoint,
+                    definition = excluded.definition, updated_at = now()
+                """,
+                [job.name, job.target_table, job.endpoint, json.dumps(job.to_options())],
+            )
+            self.store.execute(
+                f"INSERT INTO {SCHEMA}.runs (run_id, job_name, status, row_count, request_count, cached_count, "
+                "in_flight_count, submitted_count) VALUES (?, ?, 'planned', ?, ?, ?, ?, ?)",
+                [run_id, job.name, counts.rows, counts.requests, counts.cached, counts.in_flight, counts.to_submit],
+            )
+            self.store.execute(
+                f"CREATE OR REPLACE TABLE {results.rows_table(job.name)} AS "
+                f"SELECT {query_columns}, s.__wb_hash AS __wb_request_hash FROM temp.{compiler.STAGE} AS s"
+            )
+            self.store.execute(f"DELETE FROM {SCHEMA}.job_rows WHERE job_name = ?", [job.name])
+            self.store.execute(
+                f"INSERT INTO {SCHEMA}.job_rows SELECT ?, __wb_cid, __wb_hash FROM temp.{compiler.STAGE}", [job.name]
+            )
+            self.store.execute(
+                f"""
+                INSERT INTO {SCHEMA}.requests (request_hash, endpoint, model, body, line_bytes, est_input_tokens, first_job)
+                SELECT DISTINCT ON (__wb_hash) __wb_hash, ?, __wb_model, __wb_body, __wb_line_bytes, __wb_tokens, ?
+                FROM temp.{compiler.STAGE} AS s
+                WHERE NOT EXISTS (SELECT 1 FROM {SCHEMA}.requests AS r WHERE r.request_hash = s.__wb_hash)
+                """,
+                [job.endpoint, job.name],
+            )
+        return counts
+
+    def _todo_sql(self, hashes_sql: str, *, from_stage: bool = False, endpoint: str | None = None) -> str:
+        """Requests among `hashes_sql` that have no result and sit in no live shard."""
+        if from_stage:  # dry run: requests may not be recorded yet, so read them from the stage
+            source = (
+                f"(SELECT DISTINCT ON (__wb_hash) __wb_hash AS request_hash, '{endpoint}' AS endpoint, "
+                f"__wb_model AS model, __wb_line_bytes AS line_bytes, NULL AS shard_id FROM temp.{compiler.STAGE})"
+            )
+        else:
+            source = f"{SCHEMA}.requests"
+        return f"""
+            SELECT r.request_hash, r.endpoint, r.model, r.line_bytes
+            FROM {source} AS r
+            WHERE r.request_hash IN ({hashes_sql})
+              AND NOT EXISTS (SELECT 1 FROM {SCHEMA}.results AS x WHERE x.request_hash = r.request_hash)
+              AND NOT EXISTS (SELECT 1 FROM {SCHEMA}.batches AS b
+                              WHERE b.shard_id = r.shard_id AND b.state <> 'collected')
+        """
+
+    def _shard(self, job: Job, run_id: str) -> list[shards.ShardFile]:
+        """Write shard files for every unsent request of the job, then record them in one transaction."""
+        count = shards.plan_shards(
+            self.store,
+            self._todo_sql(f"SELECT request_hash FROM {SCHEMA}.job_rows WHERE job_name = '{job.name}'"),
+            max_lines=job.max_requests_per_shard,
+            max_bytes=job.max_bytes_per_shard,
+        )
+        if count == 0:
+            return []
+        prefix = f"{job.name}-{run_id}-"
+        ids = {n: f"{prefix}{n:04d}" for n in range(1, count + 1)}
+        total = self.store.scalar(f"SELECT count(*) FROM temp.{shards.PLAN}")
+        self.reporter.step("writing shards", total)
+        try:
+            written = shards.write_shards(self.store, self.shard_dir(job.name), ids, progress=self.reporter.advance)
+            self.reporter.done()
+            with self.store.transaction():
+                self.store.execute(
+                    f"""
+                    UPDATE {SCHEMA}.requests AS r
+                    SET shard_id = ? || lpad(CAST(p.shard_no AS VARCHAR), 4, '0'), shard_line = p.line_no,
+                        attempts = r.attempts + 1
+                    FROM temp.{shards.PLAN} AS p WHERE p.request_hash = r.request_hash
+                    """,
+                    [prefix],
+                )
+                for f in written:
+                    self.store.execute(
+                        f"INSERT INTO {SCHEMA}.batches (shard_id, job_name, run_id, endpoint, model, path, line_count, "
+                        "byte_count, sha256, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'written')",
+                        [f.shard_id, job.name, run_id, f.endpoint, f.model, str(f.path), f.line_count, f.byte_count,
+                         f.sha256],
+                    )
+        finally:
+            self.store.execute(f"DROP TABLE IF EXISTS temp.{shards.PLAN}")
+        self.reporter.info(f"wrote {len(written)} shard(s) to {self.shard_dir(job.name)}")
+        return written
+
+    def shard_dir(self, job_name: str) -> Path:
+        return self.store.work_dir / job_name / "shards"
+
+    def result_dir(self, job_name: str) -> Path:
+        return self.store.work_dir / job_name / "results"
+
+    # -- submit ----------------------------------------------------------------------------
+    def submit(self, job_name: str | None = None) -> int:
+        """Upload and create a batch for every shard not yet submitted; resumes announced intents."""
+        pending = self._batches(job_name, "state IN ('written', 'uploading', 'uploaded', 'creating')")
+        if not pending:
+            return 0
+        self.reporter.step("submitting batches", len(pending))
+        for shard in pending:
+            self._submit_one(shard)
+            self.reporter.advance(1)
+        self.reporter.done()
+        return len(pending)
+
+    def _submit_one(self, shard: dict[str, Any]) -> None:
+        shard_id, state = shard["shard_id"], shard["state"]
+        filename = f"{shard_id}.jsonl"
+        file_id = shard["file_id"]
+        if state in ("written", "uploading"):
+            if state == "uploading":  # we may have uploaded before a crash: reuse that file
+                file_id = self.provider.find_file(filename, shard["byte_count"])
+            if file_id is None:
+                path = Path(shard["path"])
+                if not path.exists() or shards.file_sha256(path) != shard["sha256"]:
+                    raise ProviderError(
+                        f"shard file {path} is missing or changed since it was written; it cannot be uploaded. "
+                        f"Delete the batch row for shard {shard_id} and re-run the job to write it again"
+                    )
+                self._set(shard_id, state="uploading", intent_at=_now())
+                file_id = self.provider.upload(path, filename)
+            self._set(shard_id, state="uploaded", file_id=file_id)
+            state = "uploaded"
+        since = time.time()
+        if state == "creating":
+            intent = shard["intent_at"]
+            since = intent.timestamp() if intent else since - 86400
+            found = self.provider.find_batch(shard_id, since)
+            if found is not None:
+                self._record_batch(shard_id, found)
+                return
+        self._set(shard_id, state="creating", intent_at=_now())
+        job = self._job(shard["job_name"])
+        info = self.provider.create_batch(
+            file_id=file_id,
+            endpoint=shard["endpoint"],
+            completion_window=job.completion_window,
+            metadata={**job.metadata, METADATA_JOB_KEY: job.name, METADATA_SHARD_KEY: shard_id},
+            since=since,
+        )
+        self._record_batch(shard_id, info)
+
+    def _record_batch(self, shard_id: str, info: BatchInfo) -> None:
+        self._set(shard_id, state="submitted", batch_id=info.id, submitted_at=_now())
+        self._update_status(shard_id, info)
+
+    # -- poll and collect ------------------------------------------------------------------
+    def poll(self, job_name: str | None = None) -> list[dict[str, Any]]:
+        """Refresh every live batch from the provider; returns the batches now ready to collect."""
+        live = self._batches(job_name, "state = 'submitted'")
+        for shard in live:
+            if shard["status"] in ("completed", "failed", "expired", "cancelled"):
+                continue
+            info = self.provider.retrieve(shard["batch_id"])
+            self._update_status(shard["shard_id"], info)
+        return self._batches(job_name, "state = 'submitted' AND status IN ('completed', 'failed', 'expired', 'cancelled')")
+
+    def collect(self, job_name: str | None = None) -> int:
+        """Poll, download and load every finished batch, then republish the output tables."""
+        self.submit(job_name)
+        ready = self.poll(job_name)
+        if ready:
+            self.reporter.step("loading results", len(ready))
+            for shard in ready:
+                self._collect_one(shard)
+                self.reporter.advance(1)
+            self.reporter.done()
+        for name in self._job_names(job_name):
+            results.publish(self.store, self._job(name))
+        return len(ready)
+
+    def _collect_one(self, shard: dict[str, Any]) -> None:
+        files = []
+        for kind in ("output", "error"):
+            file_id = shard[f"{kind}_file_id"]
+            if file_id:
+                files.append(self._download(shard, file_id, kind))
+        errors = json.loads(shard["errors"]) if shard["errors"] else []
+        with self.store.transaction():
+            results.load_batch(
+                self.store,
+                shard_id=shard["shard_id"],
+                batch_id=shard["batch_id"],
+                batch_status=shard["status"],
+                files=files,
+                batch_errors=errors,
+            )
+            self._set(shard["shard_id"], state="collected", collected_at=_now())
+
+    def _download(self, shard: dict[str, Any], file_id: str, kind: str, attempts: int = 3) -> Path:
+        """Download a result file and check every line parses; a cut-off download is fetched again."""
+        dest = self.result_dir(shard["job_name"]) / f"{shard['batch_id']}_{kind}.jsonl"
+        last: Exception | None = None
+        for _ in range(attempts):
+            self.provider.download(file_id, dest)
+            try:
+                results.check_file(self.store, dest)
+                return dest
+            except duckdb.Error as exc:
+                last = exc
+                dest.unlink(missing_ok=True)
+        raise ProviderError(
+            f"the {kind} file {file_id} of batch {shard['batch_id']} arrived damaged {attempts} times ({last}); "
+            "re-run collect to try again",
+            transient=True,
+        )
+
+    def wait(self, job_name: str | None, *, poll_interval: float = 5.0, timeout: float | None = None,
+             max_interval: float = 60.0) -> None:
+        """Collect until no batch of the job is live (or `timeout` seconds pass)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        interval = poll_interval
+        while True:
+            self.collect(job_name)
+            live = self._batches(job_name, "state <> 'collected'")
+            if not live:
+                return
+            done = sum((b["completed_count"] or 0) + (b["failed_count"] or 0) for b in live)
+            total = sum(b["total_count"] or b["line_count"] for b in live)
+            self.reporter.info(f"{len(live)} batch(es) running: {done:,}/{total:,} requests done")
+            if deadline is not None and time.monotonic() + interval > deadline:
+                return
+            time.sleep(interval)
+            interval = min(interval * 1.5, max_interval)
+
+    # -- cancel ----------------------------------------------------------------------------
+    def cancel(self, job_name: str) -> Report:
+        """Cancel the job's live batches; unsubmitted shards are dropped. Finished work is kept."""
+        self._job(job_name)
+        for shard in self._batches(job_name, "state <> 'collected'"):
+            if shard["state"] == "creating":
+                intent = shard["intent_at"]
+                found = self.provider.find_batch(shard["shard_id"], intent.timestamp() if intent else time.time() - 86400)
+                if found is not None:
+                    self._record_batch(shard["shard_id"], found)
+                    shard = self._batches(None, f"shard_id = '{shard['shard_id']}'")[0]
+            if shard["batch_id"]:
+                if shard["status"] not in ("completed", "failed", "expired", "cancelled"):
+                    self._update_status(shard["shard_id"], self.provider.cancel(shard["batch_id"]))
+            else:  # never reached the provider: nothing to cancel there, the requests end cancelled
+                with self.store.transaction():
+                    results.load_batch(self.store, shard_id=shard["shard_id"], batch_id=None,
+                                       batch_status="cancelled", files=[], batch_errors=[])
+                    self._set(shard["shard_id"], state="collected", status="cancelled", collected_at=_now())
+        results.publish(self.store, self._job(job_name))
+        return self.job_report(job_name)
+
+    # -- reports ---------------------------------------------------------------------------
+    def job_report(self, job_name: str) -> Report:
+        job = self._job(job_name)
+        statuses = {
+            row["status"]: row["n"]
+            for row in self.store.rows(
+                f"""SELECT coalesce(res.status, 'pending') AS status, count(*) AS n
+                    FROM {SCHEMA}.job_rows AS jr LEFT JOIN {SCHEMA}.results AS res USING (request_hash)
+                    WHERE jr.job_name = ? GROUP BY ALL ORDER BY 1""",
+                [job_name],
+            )
+        }
+        batches = self.store.rows(
+            f"""SELECT shard_id, batch_id, state, status, line_count, total_count, completed_count, failed_count,
+                       CAST(errors AS VARCHAR) AS errors
+                FROM {SCHEMA}.batches WHERE job_name = ? ORDER BY created_at, shard_id""",
+            [job_name],
+        )
+        return Report(job=job_name, batches=batches, statuses=statuses, table=job.target_table)
+
+    def status(self, job_name: str | None = None) -> list[Report]:
+        return [self.job_report(name) for name in self._job_names(job_name)]
+
+    # -- store helpers ---------------------------------------------------------------------
+    def _job(self, name: str) -> Job:
+        definition = self.store.scalar(f"SELECT definition FROM {SCHEMA}.jobs WHERE name = ?", [name])
+        if definition is None:
+            known = [r[0] for r in self.store.execute(f"SELECT name FROM {SCHEMA}.jobs ORDER BY 1").fetchall()]
+            raise NotFoundError(
+                f"no job named {name!r} in this warehouse (known: {', '.join(known) or 'none yet'}); "
+                "run it first with `warehouse-batch run JOB.sql`"
+            )
+        return Job.from_options(json.loads(definition))
+
+    def _job_names(self, job_name: str | None) -> list[str]:
+        if job_name is not None:
+            self._job(job_name)
+            return [job_name]
+        return [r[0] for r in self.store.execute(f"SELECT name FROM {SCHEMA}.jobs ORDER BY name").fetchall()]
+
+    def _batches(self, job_name: str | None, where: str) -> list[dict[str, Any]]:
+        sql = f"SELECT * FROM {SCHEMA}.batches WHERE {where}"
+        params: list[Any] = []
+        if job_name is not None:
+            sql += " AND job_name = ?"
+            params.append(job_name)
+        return self.store.rows(sql + " ORDER BY shard_id", params)
+
+    def _set(self, shard_id: str, **values: Any) -> None:
+        assignments = ", ".join(f"{k} = ?" for k in values)
+        self.store.execute(f"UPDATE {SCHEMA}.batches SET {assignments} WHERE shard_id = ?", [*values.values(), shard_id])
+
+    def _update_status(self, shard_id: str, info: BatchInfo) -> None:
+        self._set(
+            shard_id,
+            status=info.status,
+            total_count=info.total,
+            completed_count=info.completed,
+            failed_count=info.failed,
+            errors=json.dumps(info.errors) if info.errors else None,
+            output_file_id=info.output_file_id,
+            error_file_id=info.error_file_id,
+            input_tokens=info.input_tokens,
+            output_tokens=info.output_tokens,
+            polled_at=_now(),
+            finished_at=_now() if info.terminal else None,
+        )
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)

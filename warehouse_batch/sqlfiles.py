@@ -1,0 +1,22 @@
+"""Read the SQL files that live in the repository's `sql/` folder (shipped as `warehouse_batch.sql`)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from importlib import resources
+
+
+@lru_cache(maxsize=None)
+def read_sql(name: str) -> str:
+    """The text of `sql/<name>`, e.g. `read_sql("duckdb/publish.sql")`."""
+    return resources.files("warehouse_batch.sql").joinpath(name).read_text(encoding="utf-8")
+
+
+def migration_files() -> list[tuple[int, str, str]]:
+    """(version, name, sql) of every numbered migration, in order."""
+    folder = resources.files("warehouse_batch.sql").joinpath("migrations")
+    found = []
+    for entry in folder.iterdir():
+        if entry.name.endswith(".sql") and entry.name[:4].isdigit():
+            found.append((int(entry.name[:4]), entry.name, entry.read_text(encoding="utf-8")))
+    return sorted(found)

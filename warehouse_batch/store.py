@@ -1,0 +1,142 @@
+"""The warehouse: a DuckDB connection, the metadata schema and its migrations.
+
+Every step of a run reads its input from here and writes its outcome here, so any step can be
+killed and re-run. Writes that must survive together happen in one transaction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import duckdb
+from sqlglot import exp
+
+from warehouse_batch.errors import ConfigError
+from warehouse_batch.sqlfiles import migration_files
+
+SCHEMA = "warehouse_batch"
+
+
+def quote_ident(name: str) -> str:
+    """Quote one identifier for DuckDB (sqlglot knows the dialect's rules)."""
+    return exp.to_identifier(name, quoted=True).sql(dialect="duckdb")
+
+
+def quote_table(name: str) -> str:
+    """Quote a possibly schema-qualified table name (`schema.table`)."""
+    return exp.to_table(name, dialect="duckdb").sql(dialect="duckdb", identify=True)
+
+
+def sql_literal(value: str) -> str:
+    """A SQL string literal."""
+    return exp.Literal.string(value).sql(dialect="duckdb")
+
+
+class Store:
+    """An open warehouse. Use as a context manager, or call close()."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        work_dir: str | Path | None = None,
+        memory_limit: str | None = None,
+        threads: int | None = None,
+    ):
+        self.path = str(path)
+        try:
+            self.con = duckdb.connect(self.path)
+        except duckdb.IOException as exc:
+            raise ConfigError(
+                f"cannot open the warehouse {self.path}: {exc}. If another warehouse-batch or dbt process "
+                "holds it, wait for it to finish (DuckDB allows one writer per file)."
+            ) from None
+        if memory_limit:
+            self.con.execute(f"SET memory_limit = {sql_literal(memory_limit)}")
+        if threads:
+            self.con.execute(f"SET threads = {int(threads)}")
+        if work_dir is None:
+            base = Path(self.path).resolve() if self.path != ":memory:" else Path.cwd() / "memory.duckdb"
+            work_dir = base.parent / f"{base.name}.warehouse_batch"
+        self.work_dir = Path(work_dir)
+        self.migrate()
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- queries ---------------------------------------------------------------------------
+    def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> duckdb.DuckDBPyConnection:
+        return self.con.execute(sql, params) if params is not None else self.con.execute(sql)
+
+    def rows(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Run a query and return its rows as dicts."""
+        cur = self.execute(sql, params)
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row)) for row in cur.fetchall()]
+
+    def register(self, name: str, data: object) -> None:
+        """Expose an Arrow table to SQL under `name` (until unregister)."""
+        self.con.register(name, data)
+
+    def unregister(self, name: str) -> None:
+        self.con.unregister(name)
+
+    def scalar(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> Any:
+        row = self.execute(sql, params).fetchone()
+        return None if row is None else row[0]
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """All or nothing: a crash or error inside leaves the warehouse as it was."""
+        self.con.begin()
+        try:
+            yield
+        except BaseException:
+            self.con.rollback()
+            raise
+        self.con.commit()
+
+    def table_exists(self, qualified: str) -> bool:
+        table = exp.to_table(qualified, dialect="duckdb")
+        return bool(
+            self.scalar(
+                "SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?",
+                [table.db or "main", table.name],
+            )
+        )
+
+    # -- schema ----------------------------------------------------------------------------
+    def migrate(self) -> list[str]:
+        """Apply the numbered migrations not yet recorded; safe to run any number of times."""
+        self.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+        self.execute(
+            f"CREATE TABLE IF NOT EXISTS {SCHEMA}.migrations ("
+            "version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, "
+            "applied_at TIMESTAMPTZ NOT NULL DEFAULT current_timestamp)"
+        )
+        done = {row[0] for row in self.execute(f"SELECT version FROM {SCHEMA}.migrations").fetchall()}
+        applied = []
+        for version, name, text in migration_files():
+            if version in done:
+                continue
+            with self.transaction():
+                for statement in _split(text):
+                    self.execute(statement)
+                self.execute(f"INSERT INTO {SCHEMA}.migrations (version, name) VALUES (?, ?)", [version, name])
+            applied.append(name)
+        return applied
+
+
+def _split(script: str) -> list[str]:
+    """Statements of a migration file. DuckDB's parser splits them; comments and blanks are dropped."""
+    return [stmt.query for stmt in duckdb.extract_statements(script)]
