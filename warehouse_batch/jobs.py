@@ -54,6 +54,11 @@ class Job:
     metadata: dict[str, str] = field(default_factory=dict)
     max_requests_per_shard: int = MAX_REQUESTS_PER_SHARD
     max_bytes_per_shard: int = MAX_BYTES_PER_SHARD
+    output_schema: Any = None  # SQL column list, JSON Schema (dict or .json path) or "module:PydanticModel"
+    max_attempts: int = 3  # sends per request, retries included
+    max_cost_usd: float | None = None  # refuse a run whose estimated cost is higher
+    max_requests: int | None = None  # refuse a run that would send more requests
+    cache: bool = True  # reuse answers to identical requests (False: always send fresh requests)
     description: str | None = None
 
     def __post_init__(self) -> None:
@@ -105,9 +110,16 @@ class Job:
             raise JobError("the job has no query: write a SELECT after the header, or pass query=...")
         if "name" not in merged:
             raise JobError("the job has no name: add '-- name: my_job' to the header, or pass name=...")
-        for int_key in ("max_requests_per_shard", "max_bytes_per_shard"):
-            if int_key in merged:
+        for int_key in ("max_requests_per_shard", "max_bytes_per_shard", "max_attempts", "max_requests"):
+            if merged.get(int_key) is not None:
                 merged[int_key] = _as_int(int_key, merged[int_key])
+        if merged.get("max_cost_usd") is not None:
+            try:
+                merged["max_cost_usd"] = float(merged["max_cost_usd"])
+            except (TypeError, ValueError):
+                raise JobError(f"option 'max_cost_usd' must be a number, got {merged['max_cost_usd']!r}") from None
+        if isinstance(merged.get("cache"), str):
+            merged["cache"] = merged["cache"].strip().lower() not in ("false", "no", "0", "off")
         metadata = merged.get("metadata")
         if metadata is not None and not isinstance(metadata, dict):
             raise JobError(f"option 'metadata' must be a mapping of strings, got {metadata!r}")
@@ -184,6 +196,12 @@ def _validate(job: Job) -> None:
         raise JobError(f"max_requests_per_shard must be between 1 and {MAX_REQUESTS_PER_SHARD}, got {job.max_requests_per_shard}")
     if not 1024 <= job.max_bytes_per_shard <= MAX_BYTES_PER_SHARD:
         raise JobError(f"max_bytes_per_shard must be between 1024 and {MAX_BYTES_PER_SHARD}, got {job.max_bytes_per_shard}")
+    if job.max_attempts < 1:
+        raise JobError(f"max_attempts must be at least 1, got {job.max_attempts}")
+    if job.max_requests is not None and job.max_requests < 0:
+        raise JobError(f"max_requests must be 0 or more, got {job.max_requests}")
+    if job.max_cost_usd is not None and job.max_cost_usd < 0:
+        raise JobError(f"max_cost_usd must be 0 or more, got {job.max_cost_usd}")
     if len(job.metadata) > 14:
         raise JobError("option 'metadata' may hold at most 14 pairs (the Batch API allows 16; warehouse_batch uses 2)")
     for key, value in job.metadata.items():

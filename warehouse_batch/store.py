@@ -36,24 +36,29 @@ def sql_literal(value: str) -> str:
 
 
 class Store:
-    """An open warehouse. Use as a context manager, or call close()."""
+    """An open warehouse: a DuckDB file path, or an open connection. Use as a context manager, or call close()."""
 
     def __init__(
         self,
-        path: str | Path,
+        path: str | Path | duckdb.DuckDBPyConnection,
         *,
         work_dir: str | Path | None = None,
         memory_limit: str | None = None,
         threads: int | None = None,
     ):
-        self.path = str(path)
-        try:
-            self.con = duckdb.connect(self.path)
-        except duckdb.IOException as exc:
-            raise ConfigError(
-                f"cannot open the warehouse {self.path}: {exc}. If another warehouse-batch or dbt process "
-                "holds it, wait for it to finish (DuckDB allows one writer per file)."
-            ) from None
+        if isinstance(path, duckdb.DuckDBPyConnection):
+            # An open connection (a dbt-duckdb plugin, a notebook): use a cursor of it, never close it.
+            self.con = path.cursor()
+            self.path = str(self.scalar("SELECT path FROM duckdb_databases() WHERE database_name = current_database()") or ":memory:")
+        else:
+            self.path = str(path)
+            try:
+                self.con = duckdb.connect(self.path)
+            except duckdb.IOException as exc:
+                raise ConfigError(
+                    f"cannot open the warehouse {self.path}: {exc}. If another warehouse-batch or dbt process "
+                    "holds it, wait for it to finish (DuckDB allows one writer per file)."
+                ) from None
         if memory_limit:
             self.con.execute(f"SET memory_limit = {sql_literal(memory_limit)}")
         if threads:
