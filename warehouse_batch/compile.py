@@ -122,9 +122,9 @@ def compile_job(store: Store, job: Job) -> Stage:
     if problems:
         store.execute(f"DROP TABLE IF EXISTS temp.{STAGE}")
         raise ValidationError(problems)
-    row_count, request_count, tokens = store.execute(
+    row_count, request_count, tokens = store.one(
         f"SELECT count(*), count(DISTINCT __wb_hash), coalesce(sum(__wb_tokens), 0) FROM {STAGE}"
-    ).fetchone()
+    )
     return Stage(job, columns, spec.input_column, row_count, request_count, int(tokens))
 
 
@@ -198,10 +198,10 @@ def _row_problems(store: Store, job: Job, columns: dict[str, str], input_column:
 
 
 def _offenders(store: Store, where: str, what: str) -> list[str]:
-    count, sample = store.execute(
+    count, sample = store.one(
         f"SELECT count(*), list(__wb_cid ORDER BY __wb_cid) FILTER (WHERE __wb_cid IS NOT NULL)[1:{_SAMPLE}] "
         f"FROM {STAGE} WHERE {where}"
-    ).fetchone()
+    )
     if not count:
         return []
     shown = ", ".join(_show(c) for c in (sample or []))

@@ -146,7 +146,7 @@ class Runner:
         return report
 
     def _stage_counts(self, stage: compiler.Stage) -> Counts:
-        cached, in_flight, to_submit = self.store.execute(
+        cached, in_flight, to_submit = self.store.one(
             f"""
             WITH hashes AS (SELECT DISTINCT __wb_hash AS h FROM temp.{compiler.STAGE})
             SELECT count_if(res.request_hash IS NOT NULL),
@@ -157,7 +157,7 @@ class Runner:
             LEFT JOIN {SCHEMA}.requests AS req ON req.request_hash = hashes.h
             LEFT JOIN {SCHEMA}.batches AS b ON b.shard_id = req.shard_id
             """
-        ).fetchone()
+        )
         return Counts(stage.row_count, stage.request_count, cached, in_flight, to_submit, 0, stage.est_input_tokens)
 
     def _persist(self, job: Job, run_id: str, stage: compiler.Stage) -> Counts:

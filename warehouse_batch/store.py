@@ -96,9 +96,14 @@ class Store:
     def unregister(self, name: str) -> None:
         self.con.unregister(name)
 
+    def one(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> tuple | None:
+        """The first row of a query (the result is drained either way)."""
+        rows = self.execute(sql, params).fetchall()
+        return rows[0] if rows else None
+
     def scalar(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> Any:
-        row = self.execute(sql, params).fetchone()
-        return None if row is None else row[0]
+        rows = self.execute(sql, params).fetchall()  # drain: DuckDB 2 refuses new work beside an open result
+        return rows[0][0] if rows else None
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
