@@ -165,12 +165,14 @@ def _print_report(report: Report) -> None:
         for b in report.batches:
             table.add_row(b["shard_id"], b["batch_id"] or "-", b["state"], b["status"] or "-", str(b["line_count"]),
                           str(b["completed_count"] or 0), str(b["failed_count"] or 0))
-            if b["errors"]:
-                table.add_row("", "[red]errors[/]", "", "", "", "", "", end_section=False)
-                for e in json.loads(b["errors"])[:5]:
-                    line = f" line {e['line']}" if e.get("line") else ""
-                    table.add_row("", f"[red]{e.get('code')}{line}[/]", e.get("message") or "", "", "", "", "")
         out.print(table)
+        for b in report.batches:
+            if b["errors"]:
+                errors = json.loads(b["errors"])
+                out.print(f"[red]batch {b['batch_id']} failed validation ({len(errors)} error(s)):[/]")
+                for e in errors[:5]:
+                    line = f"line {e['line']}: " if e.get("line") else ""
+                    out.print(f"  {line}{e.get('code')}: {e.get('message')}", highlight=False, markup=False)
 
 
 # -- commands -----------------------------------------------------------------------------------

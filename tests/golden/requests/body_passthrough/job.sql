@@ -1,0 +1,2 @@
+-- name: body_passthrough
+SELECT id AS custom_id, b AS body FROM raw
