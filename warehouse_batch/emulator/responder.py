@@ -16,6 +16,7 @@ Misbehaviour for tests, per request:
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import math
@@ -145,7 +146,8 @@ def _error(status: int) -> tuple[int, dict[str, Any]]:
 
 # ---------------------------------------------------------------- answer text
 
-def _options(system: str) -> list[str] | None:
+@functools.lru_cache(maxsize=256)  # batches repeat one system prompt on every line
+def _options(system: str) -> tuple[str, ...] | None:
     m = _OPTIONS_RE.search(system)
     if not m:
         return None
@@ -153,7 +155,7 @@ def _options(system: str) -> list[str] | None:
         words = [w.strip().strip("\"'`") for w in m.group(1).split(",")] + [m.group(2).strip("\"'`")]
     else:
         words = [m.group(3).strip("\"'`"), m.group(4).strip("\"'`")]
-    return [w for w in words if w]
+    return tuple(w for w in words if w)
 
 
 def _answer(system: str, user: str, schema: dict[str, Any] | None, json_object: bool, rng: random.Random, behaviour: str | None) -> str:
@@ -196,7 +198,7 @@ def _chat(body: dict[str, Any], custom_id: str, config: _Cfg, digest: bytes, rng
     prompt = estimate_tokens(chars)
     completion = estimate_tokens(len(content or refusal or ""))
     return 200, {
-        "id": "chatcmpl-" + base64.b32encode(digest[:15]).decode().lower(),
+        "id": "chatcmpl-" + digest.hex()[:29],
         "object": "chat.completion",
         "created": _EPOCH + int.from_bytes(digest[15:18], "big"),
         "model": body.get("model"),
@@ -380,7 +382,7 @@ def respond(endpoint: str, body: dict[str, Any], custom_id: str, config: _Cfg) -
     if handler is None:
         return 404, {"error": {"message": f"Invalid URL (POST {endpoint})", "type": "invalid_request_error", "param": None, "code": None}}
     digest = _digest(canonical(body), str(config.seed))
-    rng = random.Random(digest)
+    rng = random.Random(int.from_bytes(digest[:16], "big"))  # int seeds are much cheaper than bytes
     return handler(body, custom_id, config, digest, rng)
 
 
