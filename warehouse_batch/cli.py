@@ -46,6 +46,8 @@ def _common(fn: Callable) -> Callable:
 
 
 def _provider_options(fn: Callable) -> Callable:
+    fn = click.option("--http-timeout", type=float, default=None,
+                      help="Seconds before one API call times out (default 120); timeouts are retried safely.")(fn)
     return click.option(
         "--base-url", envvar="OPENAI_BASE_URL", default=None,
         help="API base URL, e.g. http://127.0.0.1:8000/v1 for the emulator (default: $OPENAI_BASE_URL, else OpenAI).",
@@ -196,7 +198,8 @@ def main() -> None:
 @_provider_options
 @_wait_options
 @_handle
-def run(job_file: Path | None, db: str, work_dir: Path | None, as_json: bool, base_url: str | None, wait: bool,
+def run(job_file: Path | None, db: str, work_dir: Path | None, as_json: bool, base_url: str | None,
+        http_timeout: float | None, wait: bool,
         poll_interval: float, timeout: float | None, **job_kw: Any) -> None:
     """Compile a job's query into batches and submit them.
 
@@ -210,7 +213,7 @@ def run(job_file: Path | None, db: str, work_dir: Path | None, as_json: bool, ba
     Re-running an unchanged job sends nothing: answers are cached by request.
     """
     job = _load(job_file, _overrides(job_kw))
-    report = api.run(job, db, base_url=base_url, wait=wait, poll_interval=poll_interval, timeout=timeout,
+    report = api.run(job, db, base_url=base_url, http_timeout=http_timeout, wait=wait, poll_interval=poll_interval, timeout=timeout,
                      reporter=_reporter(as_json), work_dir=work_dir)
     _print_reports([report], as_json, check_failed=wait)
 
@@ -251,7 +254,8 @@ def status(job_name: str | None, db: str, work_dir: Path | None, as_json: bool) 
 @_provider_options
 @_wait_options
 @_handle
-def collect(job_name: str, db: str, work_dir: Path | None, as_json: bool, base_url: str | None, wait: bool,
+def collect(job_name: str, db: str, work_dir: Path | None, as_json: bool, base_url: str | None,
+            http_timeout: float | None, wait: bool,
             poll_interval: float, timeout: float | None) -> None:
     """Poll a job's batches, load finished ones and republish its output table.
 
@@ -259,7 +263,7 @@ def collect(job_name: str, db: str, work_dir: Path | None, as_json: bool, base_u
     Example:
       warehouse-batch collect review_sentiment --db reviews.duckdb --wait
     """
-    report = api.collect(job_name, db, base_url=base_url, wait=wait, poll_interval=poll_interval, timeout=timeout,
+    report = api.collect(job_name, db, base_url=base_url, http_timeout=http_timeout, wait=wait, poll_interval=poll_interval, timeout=timeout,
                          reporter=_reporter(as_json), work_dir=work_dir)
     _print_reports([report], as_json, check_failed=wait)
 
@@ -269,7 +273,8 @@ def collect(job_name: str, db: str, work_dir: Path | None, as_json: bool, base_u
 @_provider_options
 @_wait_options
 @_handle
-def sync(db: str, work_dir: Path | None, as_json: bool, base_url: str | None, wait: bool, poll_interval: float,
+def sync(db: str, work_dir: Path | None, as_json: bool, base_url: str | None, http_timeout: float | None,
+         wait: bool, poll_interval: float,
          timeout: float | None) -> None:
     """Advance every job: submit unsent shards, collect finished batches, republish. Good for cron.
 
@@ -277,7 +282,7 @@ def sync(db: str, work_dir: Path | None, as_json: bool, base_url: str | None, wa
     Example (every 10 minutes):
       */10 * * * * warehouse-batch sync --db /data/warehouse.duckdb --json >> sync.log
     """
-    reports = api.sync(db, base_url=base_url, wait=wait, poll_interval=poll_interval, timeout=timeout,
+    reports = api.sync(db, base_url=base_url, http_timeout=http_timeout, wait=wait, poll_interval=poll_interval, timeout=timeout,
                        reporter=_reporter(as_json), work_dir=work_dir)
     _print_reports(reports, as_json, check_failed=wait)
 
@@ -287,14 +292,15 @@ def sync(db: str, work_dir: Path | None, as_json: bool, base_url: str | None, wa
 @_common
 @_provider_options
 @_handle
-def cancel(job_name: str, db: str, work_dir: Path | None, as_json: bool, base_url: str | None) -> None:
+def cancel(job_name: str, db: str, work_dir: Path | None, as_json: bool, base_url: str | None,
+           http_timeout: float | None) -> None:
     """Cancel a job's live batches. Answers already finished are kept (and were paid for).
 
     \b
     Example:
       warehouse-batch cancel review_sentiment --db reviews.duckdb
     """
-    report = api.cancel(job_name, db, base_url=base_url, reporter=_reporter(as_json), work_dir=work_dir)
+    report = api.cancel(job_name, db, base_url=base_url, http_timeout=http_timeout, reporter=_reporter(as_json), work_dir=work_dir)
     _print_reports([report], as_json)
 
 

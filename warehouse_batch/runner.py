@@ -21,6 +21,7 @@ import duckdb
 from warehouse_batch import compile as compiler
 from warehouse_batch import results, shards
 from warehouse_batch.errors import NotFoundError, ProviderError
+from warehouse_batch.failpoints import failpoint
 from warehouse_batch.jobs import METADATA_JOB_KEY, METADATA_SHARD_KEY, Job
 from warehouse_batch.progress import NullReporter, Reporter
 from warehouse_batch.providers.openai import BatchInfo, OpenAIBatchProvider
@@ -122,6 +123,7 @@ class Runner:
             counts = self._persist(job, run_id, stage)
         finally:
             compiler.drop_stage(self.store)
+        failpoint("after_plan")
         self.reporter.info(
             f"{counts.rows:,} rows → {counts.requests:,} distinct requests: {counts.cached:,} already answered, "
             f"{counts.in_flight:,} in flight, {counts.to_submit:,} to send"
@@ -232,6 +234,7 @@ class Runner:
         try:
             written = shards.write_shards(self.store, self.shard_dir(job.name), ids, progress=self.reporter.advance)
             self.reporter.done()
+            failpoint("after_shards_written")
             with self.store.transaction():
                 self.store.execute(
                     f"""
@@ -251,6 +254,7 @@ class Runner:
                     )
         finally:
             self.store.execute(f"DROP TABLE IF EXISTS temp.{shards.PLAN}")
+        failpoint("after_shards_recorded")
         self.reporter.info(f"wrote {len(written)} shard(s) to {self.shard_dir(job.name)}")
         return written
 
@@ -289,6 +293,7 @@ class Runner:
                     )
                 self._set(shard_id, state="uploading", intent_at=_now())
                 file_id = self.provider.upload(path, filename)
+                failpoint("after_upload")
             self._set(shard_id, state="uploaded", file_id=file_id)
             state = "uploaded"
         since = time.time()
@@ -308,6 +313,7 @@ class Runner:
             metadata={**job.metadata, METADATA_JOB_KEY: job.name, METADATA_SHARD_KEY: shard_id},
             since=since,
         )
+        failpoint("after_create")
         self._record_batch(shard_id, info)
 
     def _record_batch(self, shard_id: str, info: BatchInfo) -> None:
@@ -323,6 +329,7 @@ class Runner:
                 continue
             info = self.provider.retrieve(shard["batch_id"])
             self._update_status(shard["shard_id"], info)
+            failpoint("mid_poll")
         return self._batches(job_name, "state = 'submitted' AND status IN ('completed', 'failed', 'expired', 'cancelled')")
 
     def collect(self, job_name: str | None = None) -> int:
@@ -346,6 +353,7 @@ class Runner:
             if file_id:
                 files.append(self._download(shard, file_id, kind))
         errors = json.loads(shard["errors"]) if shard["errors"] else []
+        failpoint("after_download")
         with self.store.transaction():
             results.load_batch(
                 self.store,
@@ -355,6 +363,7 @@ class Runner:
                 files=files,
                 batch_errors=errors,
             )
+            failpoint("mid_load")
             self._set(shard["shard_id"], state="collected", collected_at=_now())
 
     def _download(self, shard: dict[str, Any], file_id: str, kind: str, attempts: int = 3) -> Path:

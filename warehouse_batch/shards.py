@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from warehouse_batch.failpoints import failpoint
 from warehouse_batch.store import SCHEMA, Store
 
 PLAN = "wb_shard_plan"
@@ -95,6 +96,7 @@ def write_shards(store: Store, directory: Path, shard_ids: dict[int, str], progr
                     files.append(current.finish())
                 current = _OpenShard(no, shard_ids[no], directory, endpoints[start].as_py(), models[start].as_py())
             current.write(lines[start:i])
+            failpoint("mid_shard_write")
             if progress:
                 progress(i - start)
             start = i

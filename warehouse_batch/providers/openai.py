@@ -85,6 +85,7 @@ class OpenAIBatchProvider:
         timeout: float = 120.0,
         max_retries: int = 3,
         sleep: Callable[[float], None] = time.sleep,
+        reconcile_wait: float = 15.0,
     ):
         api_key = api_key or os.environ.get("OPENAI_API_KEY")
         if not api_key:
@@ -100,6 +101,7 @@ class OpenAIBatchProvider:
         )
         self._sleep = sleep
         self.max_retries = max_retries
+        self.reconcile_wait = reconcile_wait
 
     @property
     def base_url(self) -> str:
@@ -156,9 +158,10 @@ class OpenAIBatchProvider:
                 last: Exception = exc
                 wait = _retry_after(exc) or delay
             except (openai.APIConnectionError, openai.InternalServerError) as exc:
+                # Ambiguous: the batch may exist, or may still be created by a slow server.
                 last = exc
-                wait = delay
-                existing = self.find_batch(shard_id, since)
+                wait = 0.0
+                existing = self._reconcile(shard_id, since)
                 if existing is not None:
                     return existing
             except openai.APIStatusError as exc:
@@ -166,6 +169,17 @@ class OpenAIBatchProvider:
             self._sleep(wait)
             delay = min(delay * 2, 30.0)
         raise _provider_error("create batch", last)
+
+    def _reconcile(self, shard_id: str, since: float) -> BatchInfo | None:
+        """Look for our batch a few times over `reconcile_wait` seconds before concluding it does not exist."""
+        waited, pause = 0.0, 0.5
+        while True:
+            found = self.find_batch(shard_id, since)
+            if found is not None or waited >= self.reconcile_wait:
+                return found
+            self._sleep(pause)
+            waited += pause
+            pause = min(pause * 2, self.reconcile_wait - waited) or 0.5
 
     def find_batch(self, shard_id: str, since: float) -> BatchInfo | None:
         """Our batch for `shard_id`, searching batches created since `since` (unix seconds), newest first."""
