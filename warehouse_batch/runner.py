@@ -347,11 +347,17 @@ class Runner:
         return len(ready)
 
     def _collect_one(self, shard: dict[str, Any]) -> None:
-        files = []
-        for kind in ("output", "error"):
-            file_id = shard[f"{kind}_file_id"]
-            if file_id:
-                files.append(self._download(shard, file_id, kind))
+        for _ in range(3):
+            files, lines = [], 0
+            for kind in ("output", "error"):
+                file_id = shard[f"{kind}_file_id"]
+                if file_id:
+                    path, count = self._download(shard, file_id, kind)
+                    files.append(path)
+                    lines += count
+            # A completed batch has a line per request; fewer means a download cut at a line boundary.
+            if shard["status"] != "completed" or not shard["total_count"] or lines >= shard["total_count"]:
+                break
         errors = json.loads(shard["errors"]) if shard["errors"] else []
         failpoint("after_download")
         with self.store.transaction():
@@ -366,15 +372,16 @@ class Runner:
             failpoint("mid_load")
             self._set(shard["shard_id"], state="collected", collected_at=_now())
 
-    def _download(self, shard: dict[str, Any], file_id: str, kind: str, attempts: int = 3) -> Path:
-        """Download a result file and check every line parses; a cut-off download is fetched again."""
+    def _download(self, shard: dict[str, Any], file_id: str, kind: str, attempts: int = 3) -> tuple[Path, int]:
+        """Download a result file and check every line parses; a cut-off download is fetched again.
+
+        Returns the file and its line count."""
         dest = self.result_dir(shard["job_name"]) / f"{shard['batch_id']}_{kind}.jsonl"
         last: Exception | None = None
         for _ in range(attempts):
             self.provider.download(file_id, dest)
             try:
-                results.check_file(self.store, dest)
-                return dest
+                return dest, results.check_file(self.store, dest)
             except duckdb.Error as exc:
                 last = exc
                 dest.unlink(missing_ok=True)
