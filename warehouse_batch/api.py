@@ -1,4 +1,15 @@
-"""The Python API. Each function is one CLI command (`warehouse-batch <name>`), with the same options."""
+"""The Python API. Each function is one CLI command (`warehouse-batch <name>`), with the same options.
+
+Every function takes the warehouse as `db` (a DuckDB file path or an open connection) and these
+keyword-only settings, the CLI's common flags:
+
+    base_url      API base URL (default $OPENAI_BASE_URL, else OpenAI); the key is $OPENAI_API_KEY
+    http_timeout  seconds per API call (default 120)
+    work_dir      where shard and result files go (default <db>.warehouse_batch/)
+    prices        a JSON price list overriding the shipped one
+    lock_timeout  seconds to wait while another process holds the database
+    reporter      progress sink (the CLI passes a rich one; default silent)
+"""
 
 from __future__ import annotations
 
@@ -16,53 +27,59 @@ from warehouse_batch.runner import Report, Runner
 from warehouse_batch.store import Store
 
 DEFAULT_DB = "warehouse.duckdb"
+Database = str | Path | duckdb.DuckDBPyConnection
 
 
 @contextlib.contextmanager
-def _runner(
-    db: str | Path | duckdb.DuckDBPyConnection,
+def open_runner(
+    db: Database = DEFAULT_DB,
     *,
     base_url: str | None = None,
+    http_timeout: float | None = None,
     work_dir: str | Path | None = None,
+    prices: str | Path | None = None,
+    lock_timeout: float = 0.0,
     reporter: Reporter | None = None,
     memory_limit: str | None = None,
     threads: int | None = None,
-    http_timeout: float | None = None,
 ) -> Iterator[Runner]:
+    """A Runner over an open warehouse, for scripts that chain several steps."""
+
     def provider() -> OpenAIBatchProvider:
         return OpenAIBatchProvider(base_url=base_url, **({"timeout": http_timeout} if http_timeout else {}))
 
-    with Store(db, work_dir=work_dir, memory_limit=memory_limit, threads=threads) as store:
-        yield Runner(store, reporter=reporter, provider_factory=provider)
+    with Store(db, work_dir=work_dir, memory_limit=memory_limit, threads=threads, lock_timeout=lock_timeout) as store:
+        yield Runner(store, reporter=reporter, provider_factory=provider, prices=prices)
 
 
 def load_job(job: Job | str | Path, **overrides: Any) -> Job:
-    """A Job from a Job, a path to a `.sql` job file, or (with query=...) options alone."""
+    """A Job from a Job or a path to a `.sql` job file; keyword arguments override its options."""
     if isinstance(job, Job):
         return Job.from_options(job.to_options(), **overrides) if overrides else job
     return Job.from_file(job, **overrides)
 
 
-def plan(job: Job | str | Path, db: str | Path | duckdb.DuckDBPyConnection = DEFAULT_DB, *, reporter: Reporter | None = None,
-         work_dir: str | Path | None = None, **overrides: Any) -> Report:
-    """Dry run: validate the rows and count requests, cache hits and shards. Sends and writes nothing."""
-    with _runner(db, work_dir=work_dir, reporter=reporter) as runner:
+def plan(job: Job | str | Path, db: Database = DEFAULT_DB, **settings: Any) -> Report:
+    """Dry run: validate the rows; count requests, cache hits, shards, tokens and cost. Sends nothing."""
+    overrides, settings = _split(settings)
+    with open_runner(db, **settings) as runner:
         return runner.plan(load_job(job, **overrides))
 
 
-def run(job: Job | str | Path, db: str | Path | duckdb.DuckDBPyConnection = DEFAULT_DB, *, base_url: str | None = None, http_timeout: float | None = None, wait: bool = False,
-        poll_interval: float = 5.0, timeout: float | None = None, reporter: Reporter | None = None,
-        work_dir: str | Path | None = None, **overrides: Any) -> Report:
-    """Compile, shard and submit a job; with wait=True also poll and collect until every batch ends."""
-    with _runner(db, base_url=base_url, work_dir=work_dir, reporter=reporter, http_timeout=http_timeout) as runner:
+def run(job: Job | str | Path, db: Database = DEFAULT_DB, *, wait: bool = False, poll_interval: float = 5.0,
+        timeout: float | None = None, **settings: Any) -> Report:
+    """Compile, shard and submit a job; with wait=True also poll and collect until every batch ends.
+
+    Job options (model=..., params=..., max_cost_usd=...) may be given as keyword arguments too."""
+    overrides, settings = _split(settings)
+    with open_runner(db, **settings) as runner:
         return runner.run(load_job(job, **overrides), wait=wait, poll_interval=poll_interval, timeout=timeout)
 
 
-def collect(job_name: str, db: str | Path | duckdb.DuckDBPyConnection = DEFAULT_DB, *, base_url: str | None = None, http_timeout: float | None = None, wait: bool = False,
-            poll_interval: float = 5.0, timeout: float | None = None, reporter: Reporter | None = None,
-            work_dir: str | Path | None = None) -> Report:
+def collect(job_name: str, db: Database = DEFAULT_DB, *, wait: bool = False, poll_interval: float = 5.0,
+            timeout: float | None = None, **settings: Any) -> Report:
     """Poll the job's batches, load finished ones and republish its output table."""
-    with _runner(db, base_url=base_url, work_dir=work_dir, reporter=reporter, http_timeout=http_timeout) as runner:
+    with open_runner(db, **settings) as runner:
         if wait:
             runner.wait(job_name, poll_interval=poll_interval, timeout=timeout)
         else:
@@ -70,26 +87,48 @@ def collect(job_name: str, db: str | Path | duckdb.DuckDBPyConnection = DEFAULT_
         return runner.job_report(job_name)
 
 
-def sync(db: str | Path | duckdb.DuckDBPyConnection = DEFAULT_DB, *, base_url: str | None = None, http_timeout: float | None = None, wait: bool = False,
-         poll_interval: float = 5.0, timeout: float | None = None, reporter: Reporter | None = None,
-         work_dir: str | Path | None = None) -> list[Report]:
-    """Advance every job of the warehouse: submit unsent shards, collect finished batches, republish."""
-    with _runner(db, base_url=base_url, work_dir=work_dir, reporter=reporter, http_timeout=http_timeout) as runner:
+def sync(db: Database = DEFAULT_DB, *, wait: bool = False, retry: bool = False, poll_interval: float = 5.0,
+         timeout: float | None = None, **settings: Any) -> list[Report]:
+    """Advance every job: submit unsent shards, collect finished batches, (retry,) republish."""
+    with open_runner(db, **settings) as runner:
+        runner.collect(None)
+        if retry:
+            for report in runner.status():
+                runner.retry(report.job)
         if wait:
             runner.wait(None, poll_interval=poll_interval, timeout=timeout)
-        else:
-            runner.collect(None)
         return runner.status()
 
 
-def status(db: str | Path | duckdb.DuckDBPyConnection = DEFAULT_DB, job_name: str | None = None, *, work_dir: str | Path | None = None) -> list[Report]:
+def retry(job_name: str, db: Database = DEFAULT_DB, *, wait: bool = False, poll_interval: float = 5.0,
+          timeout: float | None = None, **settings: Any) -> Report:
+    """Send the job's expired, cancelled and transiently failed requests again (up to max_attempts)."""
+    with open_runner(db, **settings) as runner:
+        runner.collect(job_name)
+        report = runner.retry(job_name)
+        if wait:
+            runner.wait(job_name, poll_interval=poll_interval, timeout=timeout)
+            report = runner.job_report(job_name)
+        return report
+
+
+def status(db: Database = DEFAULT_DB, job_name: str | None = None, **settings: Any) -> list[Report]:
     """Rows by status and batches of every job (or one). Reads the warehouse only; no provider calls."""
-    with _runner(db, work_dir=work_dir) as runner:
+    with open_runner(db, **settings) as runner:
         return runner.status(job_name)
 
 
-def cancel(job_name: str, db: str | Path | duckdb.DuckDBPyConnection = DEFAULT_DB, *, base_url: str | None = None, http_timeout: float | None = None,
-           reporter: Reporter | None = None, work_dir: str | Path | None = None) -> Report:
+def cancel(job_name: str, db: Database = DEFAULT_DB, **settings: Any) -> Report:
     """Cancel the job's live batches. Answers already finished are kept (and paid for)."""
-    with _runner(db, base_url=base_url, work_dir=work_dir, reporter=reporter, http_timeout=http_timeout) as runner:
+    with open_runner(db, **settings) as runner:
         return runner.cancel(job_name)
+
+
+_SETTINGS = {"base_url", "http_timeout", "work_dir", "prices", "lock_timeout", "reporter", "memory_limit", "threads"}
+
+
+def _split(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(job option overrides, runner settings)."""
+    settings = {k: v for k, v in kwargs.items() if k in _SETTINGS}
+    overrides = {k: v for k, v in kwargs.items() if k not in _SETTINGS}
+    return overrides, settings

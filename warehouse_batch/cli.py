@@ -37,6 +37,10 @@ def _db_option(fn: Callable) -> Callable:
 
 
 def _common(fn: Callable) -> Callable:
+    fn = click.option("--lock-timeout", type=float, default=0.0, show_default=True,
+                      help="Seconds to wait while another process holds the database (0: fail at once).")(fn)
+    fn = click.option("--prices", type=click.Path(dir_okay=False, exists=True), default=None,
+                      help="JSON price list overriding the shipped one (default: $WAREHOUSE_BATCH_PRICES).")(fn)
     fn = click.option("--json", "as_json", is_flag=True, help="Print a JSON report on stdout (for scripts).")(fn)
     fn = click.option(
         "--work-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -75,6 +79,11 @@ def _job_options(fn: Callable) -> Callable:
         click.option("--metadata", "metadata", multiple=True, metavar="KEY=VALUE", help="Batch metadata (repeatable)."),
         click.option("--max-requests-per-shard", type=int, help="Lines per shard file (≤ 50,000)."),
         click.option("--max-bytes-per-shard", type=int, help="Bytes per shard file (≤ 200 MB)."),
+        click.option("--max-attempts", type=int, help="Sends per request, retries included (default 3)."),
+        click.option("--max-cost-usd", type=float, help="Refuse the run, before sending, if its estimated cost is higher."),
+        click.option("--max-requests", type=int, help="Refuse the run, before sending, if it would send more requests."),
+        click.option("--no-cache", "cache", flag_value=False, default=None,
+                     help="Send fresh requests even where an identical request was answered before."),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -154,9 +163,12 @@ def _print_report(report: Report) -> None:
         for label, value in [
             ("rows", c.rows), ("distinct requests", c.requests), ("already answered (cached)", c.cached),
             ("in flight", c.in_flight), ("to submit", c.to_submit), ("shards", c.shards),
-            ("estimated input tokens (body bytes / 4)", c.est_input_tokens),
+            ("estimated input tokens to send (body bytes / 4)", c.est_input_tokens),
+            ("estimated output tokens to send (max_tokens, else 256)", c.est_output_tokens),
         ]:
             table.add_row(label, f"{value:,}")
+        table.add_row("estimated cost (batch prices)", "unknown (no price for the model)" if c.est_cost_usd is None
+                      else f"${c.est_cost_usd:,.4f}")
         out.print(table)
     if report.dry_run:
         return
@@ -192,29 +204,37 @@ def main() -> None:
     """
 
 
+def _settings(kw: dict[str, Any]) -> dict[str, Any]:
+    """Pop the common flags (database, provider, files) into the API's settings."""
+    settings = {"reporter": _reporter(kw.pop("as_json"))}
+    for key in ("work_dir", "prices", "lock_timeout", "base_url", "http_timeout"):
+        if key in kw:
+            settings[key] = kw.pop(key)
+    return settings
+
+
 @main.command()
 @_job_options
 @_common
 @_provider_options
 @_wait_options
 @_handle
-def run(job_file: Path | None, db: str, work_dir: Path | None, as_json: bool, base_url: str | None,
-        http_timeout: float | None, wait: bool,
-        poll_interval: float, timeout: float | None, **job_kw: Any) -> None:
+def run(job_file: Path | None, db: str, wait: bool, poll_interval: float, timeout: float | None, **kw: Any) -> None:
     """Compile a job's query into batches and submit them.
 
     \b
     Examples:
       warehouse-batch run examples/reviews/review_sentiment.sql --db reviews.duckdb --wait
-      warehouse-batch run job.sql --model gpt-4o --param temperature=0
+      warehouse-batch run job.sql --model gpt-4o --param temperature=0 --max-cost-usd 5
       warehouse-batch run --name greet --model gpt-4o-mini --query "SELECT 1 AS custom_id, 'Hi' AS prompt"
 
     Without --wait it returns once every batch is submitted; then use `collect` or `sync`.
     Re-running an unchanged job sends nothing: answers are cached by request.
     """
-    job = _load(job_file, _overrides(job_kw))
-    report = api.run(job, db, base_url=base_url, http_timeout=http_timeout, wait=wait, poll_interval=poll_interval, timeout=timeout,
-                     reporter=_reporter(as_json), work_dir=work_dir)
+    as_json = kw["as_json"]
+    settings = _settings(kw)
+    job = _load(job_file, _overrides(kw))
+    report = api.run(job, db, wait=wait, poll_interval=poll_interval, timeout=timeout, **settings)
     _print_reports([report], as_json, check_failed=wait)
 
 
@@ -222,30 +242,33 @@ def run(job_file: Path | None, db: str, work_dir: Path | None, as_json: bool, ba
 @_job_options
 @_common
 @_handle
-def plan(job_file: Path | None, db: str, work_dir: Path | None, as_json: bool, **job_kw: Any) -> None:
-    """Dry run: validate the rows, count distinct requests, cache hits, shards and tokens. Sends nothing.
+def plan(job_file: Path | None, db: str, **kw: Any) -> None:
+    """Dry run: validate the rows; count distinct requests, cache hits, shards, tokens and cost. Sends nothing.
 
     \b
     Example:
       warehouse-batch plan examples/reviews/review_sentiment.sql --db reviews.duckdb
     """
-    job = _load(job_file, _overrides(job_kw))
-    report = api.plan(job, db, reporter=_reporter(as_json), work_dir=work_dir)
-    _print_reports([report], as_json)
+    as_json = kw["as_json"]
+    settings = _settings(kw)
+    job = _load(job_file, _overrides(kw))
+    _print_reports([api.plan(job, db, **settings)], as_json)
 
 
 @main.command()
 @click.argument("job_name", required=False)
 @_common
 @_handle
-def status(job_name: str | None, db: str, work_dir: Path | None, as_json: bool) -> None:
+def status(job_name: str | None, db: str, **kw: Any) -> None:
     """Show every job (or one): rows by status and each batch with its counts. No provider calls.
 
     \b
     Example:
       warehouse-batch status --db reviews.duckdb
+      warehouse-batch status review_sentiment --json | jq '.[0].statuses'
     """
-    _print_reports(api.status(db, job_name, work_dir=work_dir), as_json)
+    as_json = kw["as_json"]
+    _print_reports(api.status(db, job_name, **_settings(kw)), as_json)
 
 
 @main.command()
@@ -254,36 +277,33 @@ def status(job_name: str | None, db: str, work_dir: Path | None, as_json: bool) 
 @_provider_options
 @_wait_options
 @_handle
-def collect(job_name: str, db: str, work_dir: Path | None, as_json: bool, base_url: str | None,
-            http_timeout: float | None, wait: bool,
-            poll_interval: float, timeout: float | None) -> None:
+def collect(job_name: str, db: str, wait: bool, poll_interval: float, timeout: float | None, **kw: Any) -> None:
     """Poll a job's batches, load finished ones and republish its output table.
 
     \b
     Example:
       warehouse-batch collect review_sentiment --db reviews.duckdb --wait
     """
-    report = api.collect(job_name, db, base_url=base_url, http_timeout=http_timeout, wait=wait, poll_interval=poll_interval, timeout=timeout,
-                         reporter=_reporter(as_json), work_dir=work_dir)
+    as_json = kw["as_json"]
+    report = api.collect(job_name, db, wait=wait, poll_interval=poll_interval, timeout=timeout, **_settings(kw))
     _print_reports([report], as_json, check_failed=wait)
 
 
 @main.command()
+@click.option("--retry", "retry_", is_flag=True, help="Also send expired, cancelled and transiently failed requests again.")
 @_common
 @_provider_options
 @_wait_options
 @_handle
-def sync(db: str, work_dir: Path | None, as_json: bool, base_url: str | None, http_timeout: float | None,
-         wait: bool, poll_interval: float,
-         timeout: float | None) -> None:
+def sync(db: str, retry_: bool, wait: bool, poll_interval: float, timeout: float | None, **kw: Any) -> None:
     """Advance every job: submit unsent shards, collect finished batches, republish. Good for cron.
 
     \b
     Example (every 10 minutes):
-      */10 * * * * warehouse-batch sync --db /data/warehouse.duckdb --json >> sync.log
+      */10 * * * * warehouse-batch sync --retry --db /data/warehouse.duckdb --json >> sync.log
     """
-    reports = api.sync(db, base_url=base_url, http_timeout=http_timeout, wait=wait, poll_interval=poll_interval, timeout=timeout,
-                       reporter=_reporter(as_json), work_dir=work_dir)
+    as_json = kw["as_json"]
+    reports = api.sync(db, wait=wait, retry=retry_, poll_interval=poll_interval, timeout=timeout, **_settings(kw))
     _print_reports(reports, as_json, check_failed=wait)
 
 
@@ -291,17 +311,37 @@ def sync(db: str, work_dir: Path | None, as_json: bool, base_url: str | None, ht
 @click.argument("job_name")
 @_common
 @_provider_options
+@_wait_options
 @_handle
-def cancel(job_name: str, db: str, work_dir: Path | None, as_json: bool, base_url: str | None,
-           http_timeout: float | None) -> None:
+def retry(job_name: str, db: str, wait: bool, poll_interval: float, timeout: float | None, **kw: Any) -> None:
+    """Send a job's expired, cancelled and transiently failed requests again, in new shards.
+
+    Requests that failed for a reason of their own (too long, invalid parameter) are not resent:
+    change the job instead. Each request is sent at most max_attempts times (job option, default 3).
+
+    \b
+    Example:
+      warehouse-batch retry review_sentiment --db reviews.duckdb --wait
+    """
+    as_json = kw["as_json"]
+    report = api.retry(job_name, db, wait=wait, poll_interval=poll_interval, timeout=timeout, **_settings(kw))
+    _print_reports([report], as_json, check_failed=wait)
+
+
+@main.command()
+@click.argument("job_name")
+@_common
+@_provider_options
+@_handle
+def cancel(job_name: str, db: str, **kw: Any) -> None:
     """Cancel a job's live batches. Answers already finished are kept (and were paid for).
 
     \b
     Example:
       warehouse-batch cancel review_sentiment --db reviews.duckdb
     """
-    report = api.cancel(job_name, db, base_url=base_url, http_timeout=http_timeout, reporter=_reporter(as_json), work_dir=work_dir)
-    _print_reports([report], as_json)
+    as_json = kw["as_json"]
+    _print_reports([api.cancel(job_name, db, **_settings(kw))], as_json)
 
 
 @main.command()

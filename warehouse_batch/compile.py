@@ -91,7 +91,7 @@ def describe(store: Store, job: Job) -> dict[str, str]:
     return {row[0]: row[1] for row in cur.fetchall()}
 
 
-def compile_job(store: Store, job: Job) -> Stage:
+def compile_job(store: Store, job: Job, *, nonce: str | None = None) -> Stage:
     """Run the query once into the temp stage, build bodies and hashes in SQL, and validate every row.
 
     Raises JobError / ValidationError naming the columns or rows at fault; the stage is dropped then.
@@ -105,7 +105,7 @@ def compile_job(store: Store, job: Job) -> Stage:
         store.execute(
             f"""
             CREATE TEMP TABLE {STAGE} AS
-            SELECT *, sha256(__wb_body) AS __wb_hash,
+            SELECT *, sha256(__wb_body{'' if nonce is None else ' || ' + sql_literal(chr(10) + nonce)}) AS __wb_hash,
                    CAST(ceil(strlen(__wb_body) / 4) AS BIGINT) AS __wb_tokens,
                    strlen(__wb_body) + {spec.line_overhead} AS __wb_line_bytes
             FROM (

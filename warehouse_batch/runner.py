@@ -19,7 +19,7 @@ from typing import Any
 import duckdb
 
 from warehouse_batch import compile as compiler
-from warehouse_batch import results, shards
+from warehouse_batch import cost, results, retries, shards
 from warehouse_batch.errors import NotFoundError, ProviderError
 from warehouse_batch.failpoints import failpoint
 from warehouse_batch.jobs import METADATA_JOB_KEY, METADATA_SHARD_KEY, Job
@@ -41,7 +41,9 @@ class Counts:
     in_flight: int = 0
     to_submit: int = 0
     shards: int = 0
-    est_input_tokens: int = 0
+    est_input_tokens: int = 0  # of the requests to submit; see cost.ESTIMATE_METHOD
+    est_output_tokens: int = 0
+    est_cost_usd: float | None = None  # None when a model has no price
 
 
 @dataclass
@@ -80,11 +82,13 @@ class Runner:
         *,
         reporter: Reporter | None = None,
         provider_factory: Callable[[], OpenAIBatchProvider] | None = None,
+        prices: str | Path | None = None,
     ):
         self.store = store
         self._provider = provider
         self._provider_factory = provider_factory or OpenAIBatchProvider
         self.reporter = reporter or NullReporter()
+        cost.load_prices(store, prices)
 
     @property
     def provider(self) -> OpenAIBatchProvider:
@@ -97,7 +101,7 @@ class Runner:
     def plan(self, job: Job) -> Report:
         """Dry run: compile and validate, count what would be sent. Writes nothing."""
         self.reporter.step("planning rows")
-        stage = compiler.compile_job(self.store, job)
+        stage = compiler.compile_job(self.store, job, nonce=None if job.cache else "dry-run")
         try:
             counts = self._stage_counts(stage)
             counts.shards = shards.plan_shards(
@@ -116,11 +120,14 @@ class Runner:
     # -- run -------------------------------------------------------------------------------
     def run(self, job: Job, *, wait: bool = False, poll_interval: float = 5.0, timeout: float | None = None) -> Report:
         """Plan, shard and submit a job, then (with wait) poll and collect until every batch ends."""
-        run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
+        run_id = _new_run_id()
         self.reporter.step("planning rows")
-        stage = compiler.compile_job(self.store, job)
+        # cache: false salts every hash with the run id, so this run's requests match nothing before it.
+        stage = compiler.compile_job(self.store, job, nonce=None if job.cache else run_id)
         try:
-            counts = self._persist(job, run_id, stage)
+            counts = self._stage_counts(stage)
+            cost.check_limits(job, self._estimate)
+            self._persist(job, run_id, stage, counts)
         finally:
             compiler.drop_stage(self.store)
         failpoint("after_plan")
@@ -128,7 +135,7 @@ class Runner:
             f"{counts.rows:,} rows → {counts.requests:,} distinct requests: {counts.cached:,} already answered, "
             f"{counts.in_flight:,} in flight, {counts.to_submit:,} to send"
         )
-        written = self._shard(job, run_id)
+        written = self._shard(job, run_id, self._todo_sql(f"SELECT request_hash FROM {SCHEMA}.job_rows WHERE job_name = '{job.name}'"))
         counts.shards = len(written)
         self.store.execute(
             f"UPDATE {SCHEMA}.runs SET shard_count = ?, status = 'submitted' WHERE run_id = ?", [len(written), run_id]
@@ -148,6 +155,7 @@ class Runner:
         return report
 
     def _stage_counts(self, stage: compiler.Stage) -> Counts:
+        """Split the stage's requests into cached / in flight / to submit, and estimate the latter."""
         cached, in_flight, to_submit = self.store.one(
             f"""
             WITH hashes AS (SELECT DISTINCT __wb_hash AS h FROM temp.{compiler.STAGE})
@@ -160,11 +168,18 @@ class Runner:
             LEFT JOIN {SCHEMA}.batches AS b ON b.shard_id = req.shard_id
             """
         )
-        return Counts(stage.row_count, stage.request_count, cached, in_flight, to_submit, 0, stage.est_input_tokens)
+        todo = f"""
+            SELECT DISTINCT ON (s.__wb_hash) s.* FROM temp.{compiler.STAGE} AS s
+            WHERE NOT EXISTS (SELECT 1 FROM {SCHEMA}.results AS x WHERE x.request_hash = s.__wb_hash)
+              AND NOT EXISTS (SELECT 1 FROM {SCHEMA}.requests AS r JOIN {SCHEMA}.batches AS b ON b.shard_id = r.shard_id
+                              WHERE r.request_hash = s.__wb_hash AND b.state <> 'collected')
+        """
+        self._estimate = cost.estimate(self.store, todo, stage.job.endpoint)
+        return Counts(stage.row_count, stage.request_count, cached, in_flight, to_submit, 0,
+                      self._estimate.input_tokens, self._estimate.output_tokens, self._estimate.cost_usd)
 
-    def _persist(self, job: Job, run_id: str, stage: compiler.Stage) -> Counts:
+    def _persist(self, job: Job, run_id: str, stage: compiler.Stage, counts: Counts) -> None:
         """Record the job, its run, its rows and its new requests, all in one transaction."""
-        counts = self._stage_counts(stage)
         query_columns = ", ".join(f"s.{compiler.quote_ident(c)}" for c in stage.columns)
         with self.store.transaction():
             self.store.execute(
@@ -197,7 +212,6 @@ class Runner:
                 """,
                 [job.endpoint, job.name],
             )
-        return counts
 
     def _todo_sql(self, hashes_sql: str, *, from_stage: bool = False, endpoint: str | None = None) -> str:
         """Requests among `hashes_sql` that have no result and sit in no live shard."""
@@ -217,13 +231,13 @@ class Runner:
                               WHERE b.shard_id = r.shard_id AND b.state <> 'collected')
         """
 
-    def _shard(self, job: Job, run_id: str) -> list[shards.ShardFile]:
-        """Write shard files for every unsent request of the job, then record them in one transaction."""
+    def _shard(self, job: Job, run_id: str, todo_sql: str, *, replace_results: bool = False) -> list[shards.ShardFile]:
+        """Write shard files for the requests `todo_sql` selects, then record them in one transaction.
+
+        With replace_results (a retry), the requests' previous results are dropped in that same
+        transaction, so each request is always either answered or in exactly one live shard."""
         count = shards.plan_shards(
-            self.store,
-            self._todo_sql(f"SELECT request_hash FROM {SCHEMA}.job_rows WHERE job_name = '{job.name}'"),
-            max_lines=job.max_requests_per_shard,
-            max_bytes=job.max_bytes_per_shard,
+            self.store, todo_sql, max_lines=job.max_requests_per_shard, max_bytes=job.max_bytes_per_shard
         )
         if count == 0:
             return []
@@ -236,6 +250,10 @@ class Runner:
             self.reporter.done()
             failpoint("after_shards_written")
             with self.store.transaction():
+                if replace_results:
+                    self.store.execute(
+                        f"DELETE FROM {SCHEMA}.results WHERE request_hash IN (SELECT request_hash FROM temp.{shards.PLAN})"
+                    )
                 self.store.execute(
                     f"""
                     UPDATE {SCHEMA}.requests AS r
@@ -409,6 +427,46 @@ class Runner:
             time.sleep(interval)
             interval = min(interval * 1.5, max_interval)
 
+    # -- retry -----------------------------------------------------------------------------
+    def retry(self, job_name: str) -> Report:
+        """Send the job's retryable requests again (expired, cancelled, transient failures), in new shards.
+
+        Requests that reached max_attempts, and terminal failures (the provider rejected the request
+        itself: fix the job, which changes the request), are left as they are."""
+        job = self._job(job_name)
+        run_id = _new_run_id()
+        todo = f"""
+            SELECT r.request_hash, r.endpoint, r.model, r.line_bytes
+            FROM {SCHEMA}.requests AS r JOIN {SCHEMA}.results AS res USING (request_hash)
+            WHERE r.request_hash IN (SELECT request_hash FROM {SCHEMA}.job_rows WHERE job_name = '{job.name}')
+              AND r.attempts < {int(job.max_attempts)}
+              AND {retries.RETRYABLE_SQL}
+        """
+        exhausted = self.store.scalar(
+            f"""SELECT count(*) FROM {SCHEMA}.requests AS r JOIN {SCHEMA}.results AS res USING (request_hash)
+                WHERE r.request_hash IN (SELECT request_hash FROM {SCHEMA}.job_rows WHERE job_name = ?)
+                  AND r.attempts >= ? AND {retries.RETRYABLE_SQL}""",
+            [job.name, job.max_attempts],
+        )
+        self.store.execute(
+            f"INSERT INTO {SCHEMA}.runs (run_id, job_name, status) VALUES (?, ?, 'retry')", [run_id, job.name]
+        )
+        written = self._shard(job, run_id, todo, replace_results=True)
+        sent = sum(f.line_count for f in written)
+        self.store.execute(
+            f"UPDATE {SCHEMA}.runs SET submitted_count = ?, shard_count = ?, finished_at = now() WHERE run_id = ?",
+            [sent, len(written), run_id],
+        )
+        self.reporter.info(
+            f"retrying {sent:,} request(s) in {len(written)} shard(s)"
+            + (f"; {exhausted:,} reached max_attempts = {job.max_attempts} and stay as they are" if exhausted else "")
+        )
+        self.submit(job.name)
+        results.publish(self.store, job)
+        report = self.job_report(job.name)
+        report.run_id = run_id
+        return report
+
     # -- cancel ----------------------------------------------------------------------------
     def cancel(self, job_name: str) -> Report:
         """Cancel the job's live batches; unsubmitted shards are dropped. Finished work is kept."""
@@ -502,3 +560,7 @@ class Runner:
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def _new_run_id() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)

@@ -7,6 +7,7 @@ killed and re-run. Writes that must survive together happen in one transaction.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,7 @@ class Store:
         work_dir: str | Path | None = None,
         memory_limit: str | None = None,
         threads: int | None = None,
+        lock_timeout: float = 0.0,
     ):
         if isinstance(path, duckdb.DuckDBPyConnection):
             # An open connection (a dbt-duckdb plugin, a notebook): use a cursor of it, never close it.
@@ -52,13 +54,7 @@ class Store:
             self.path = str(self.scalar("SELECT path FROM duckdb_databases() WHERE database_name = current_database()") or ":memory:")
         else:
             self.path = str(path)
-            try:
-                self.con = duckdb.connect(self.path)
-            except duckdb.IOException as exc:
-                raise ConfigError(
-                    f"cannot open the warehouse {self.path}: {exc}. If another warehouse-batch or dbt process "
-                    "holds it, wait for it to finish (DuckDB allows one writer per file)."
-                ) from None
+            self.con = _connect(self.path, lock_timeout)
         if memory_limit:
             self.con.execute(f"SET memory_limit = {sql_literal(memory_limit)}")
         if threads:
@@ -145,6 +141,25 @@ class Store:
                 self.execute(f"INSERT INTO {SCHEMA}.migrations (version, name) VALUES (?, ?)", [version, name])
             applied.append(name)
         return applied
+
+
+def _connect(path: str, lock_timeout: float) -> duckdb.DuckDBPyConnection:
+    """Open the DuckDB file; while another process holds it, wait up to `lock_timeout` seconds."""
+    deadline = time.monotonic() + lock_timeout
+    while True:
+        try:
+            return duckdb.connect(path)
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower():
+                raise ConfigError(f"cannot open the warehouse {path}: {exc}") from None
+            if time.monotonic() >= deadline:
+                holder = str(exc).split("Conflicting lock is held in", 1)[-1].strip() if "Conflicting" in str(exc) else ""
+                raise ConfigError(
+                    f"the warehouse {path} is in use by another process{' (' + holder + ')' if holder else ''}; "
+                    "DuckDB allows one writer per file, so only one run/sync proceeds at a time. Wait for it, "
+                    "or pass --lock-timeout SECONDS to wait automatically"
+                ) from None
+            time.sleep(0.2)
 
 
 def _split(script: str) -> list[str]:

@@ -1,0 +1,110 @@
+"""Prices, spend estimates before a run, and the guards that refuse a run over budget.
+
+Estimates are made in SQL over the compiled stage: input tokens are `ceil(body bytes / 4)` (an
+over-estimate for English prose, named as such wherever it is shown); output tokens are the
+request's `max_tokens` / `max_completion_tokens` / `max_output_tokens`, else 256 per request
+(0 for embeddings and moderations). Actual spend comes from each answer's `usage`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from warehouse_batch.errors import ConfigError, JobError
+from warehouse_batch.jobs import Job
+from warehouse_batch.store import SCHEMA, Store
+
+PRICES_ENV = "WAREHOUSE_BATCH_PRICES"
+DEFAULT_OUTPUT_TOKENS = 256
+ESTIMATE_METHOD = "input: ceil(request body bytes / 4); output: max_tokens, else 256 per request"
+
+
+@dataclass(frozen=True)
+class Estimate:
+    requests: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float | None  # None when some model has no price
+    unpriced_models: tuple[str, ...]
+
+
+def load_prices(store: Store, path: str | Path | None = None) -> None:
+    """Replace the prices table with the shipped list, overlaid with the user's file (if any)."""
+    shipped = json.loads(resources.files("warehouse_batch").joinpath("data/prices.json").read_text(encoding="utf-8"))
+    discount = float(shipped.get("batch_discount", 0.5))
+    models = dict(shipped["models"])
+    path = path or os.environ.get(PRICES_ENV)
+    if path:
+        try:
+            custom = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cannot read the prices file {path}: {exc}") from None
+        discount = float(custom.get("batch_discount", discount))
+        models.update(custom.get("models", {}))
+    rows = []
+    for model, price in models.items():
+        try:
+            rows.append((model, float(price["input"]), float(price.get("cached_input", price["input"])),
+                         float(price.get("output", 0.0)), discount))
+        except (KeyError, TypeError, ValueError):
+            raise ConfigError(f"prices for {model!r} need numeric 'input' (and 'output', 'cached_input') per 1M tokens") from None
+    with store.transaction():
+        store.execute(f"DELETE FROM {SCHEMA}.prices")
+        store.con.executemany(f"INSERT INTO {SCHEMA}.prices VALUES (?, ?, ?, ?, ?)", rows)
+
+
+def estimate(store: Store, todo_sql: str, endpoint: str) -> Estimate:
+    """Tokens and cost of the requests `todo_sql` selects from the stage (columns __wb_*)."""
+    no_output = endpoint in ("/v1/embeddings", "/v1/moderations")
+    output = "0" if no_output else (
+        "coalesce(TRY_CAST(json_extract_string(t.__wb_body, '$.max_tokens') AS BIGINT),"
+        " TRY_CAST(json_extract_string(t.__wb_body, '$.max_completion_tokens') AS BIGINT),"
+        f" TRY_CAST(json_extract_string(t.__wb_body, '$.max_output_tokens') AS BIGINT), {DEFAULT_OUTPUT_TOKENS})"
+    )
+    row = store.one(
+        f"""
+        WITH todo AS ({todo_sql}),
+        priced AS (
+            SELECT t.__wb_hash, t.__wb_model AS model, t.__wb_tokens AS input_tokens, {output} AS output_tokens,
+                   p.input_per_1m, p.output_per_1m, p.batch_discount
+            FROM todo AS t
+            LEFT JOIN {SCHEMA}.prices AS p ON starts_with(t.__wb_model, p.model)
+            QUALIFY row_number() OVER (PARTITION BY t.__wb_hash ORDER BY length(p.model) DESC NULLS LAST) = 1
+        )
+        SELECT count(*), coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0),
+               sum((input_tokens * input_per_1m + output_tokens * output_per_1m) * batch_discount / 1e6),
+               list(DISTINCT model ORDER BY model) FILTER (WHERE input_per_1m IS NULL)
+        FROM priced
+        """
+    )
+    requests, input_tokens, output_tokens, cost, unpriced = row
+    unpriced = tuple(unpriced or ())
+    return Estimate(int(requests), int(input_tokens), int(output_tokens),
+                    None if unpriced else float(cost or 0.0), unpriced)
+
+
+def check_limits(job: Job, estimate: Estimate) -> None:
+    """Refuse, before anything is written or sent, a run over the job's request or cost limits."""
+    spend = "unknown" if estimate.cost_usd is None else f"${estimate.cost_usd:,.4f}"
+    if job.max_requests is not None and estimate.requests > job.max_requests:
+        raise JobError(
+            f"job {job.name}: this run would send {estimate.requests:,} requests (estimated {spend}), over "
+            f"max_requests = {job.max_requests:,}; nothing was sent. Raise --max-requests, or narrow the query"
+        )
+    if job.max_cost_usd is not None and estimate.requests:
+        if estimate.cost_usd is None:
+            raise JobError(
+                f"job {job.name}: max_cost_usd is set but there is no price for model(s) "
+                f"{', '.join(estimate.unpriced_models)}; add them to a prices file (--prices FILE or "
+                f"${PRICES_ENV}); nothing was sent"
+            )
+        if estimate.cost_usd > job.max_cost_usd:
+            raise JobError(
+                f"job {job.name}: this run would send {estimate.requests:,} requests, estimated {spend} "
+                f"({estimate.input_tokens:,} input + {estimate.output_tokens:,} output tokens; {ESTIMATE_METHOD}), "
+                f"over max_cost_usd = ${job.max_cost_usd:,.4f}; nothing was sent"
+            )
