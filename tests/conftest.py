@@ -36,7 +36,8 @@ def db(tmp_path: Path) -> Path:
 def _environment(monkeypatch: pytest.MonkeyPatch) -> None:
     # Never let a developer's real credentials or endpoint leak into a test.
     monkeypatch.setenv("OPENAI_API_KEY", API_KEY)
-    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    # A closed loopback port: a call that is not pointed at an emulator fails fast, offline.
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
     monkeypatch.delenv("WAREHOUSE_BATCH_DB", raising=False)
 
 
@@ -63,7 +64,7 @@ class Warehouse:
         command = argv[0]
         if command not in ("emulator", "demo"):
             argv += ["--db", str(self.db)]
-        if command in ("run", "collect", "sync", "cancel"):
+        if command in ("run", "collect", "sync", "cancel", "retry"):
             argv += ["--base-url", self.emulator.base_url]
         result = CliRunner().invoke(main, argv, catch_exceptions=False)
         if expect is not None:
@@ -78,7 +79,9 @@ class Warehouse:
 
 
 @pytest.fixture
-def warehouse(db: Path, emulator: Emulator) -> Warehouse:
+def warehouse(db: Path, emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> Warehouse:
+    # Belt and braces: a command that forgets --base-url still reaches the emulator, never a real host.
+    monkeypatch.setenv("OPENAI_BASE_URL", emulator.base_url)
     return Warehouse(db, emulator)
 
 
