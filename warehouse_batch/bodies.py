@@ -1,7 +1,8 @@
 """Request bodies as SQL expressions, so DuckDB builds every body (and its hash) in one pass.
 
-The body text is canonical: keys in a fixed order (model, the endpoint's input keys, then params
-sorted by name), compact separators, raw UTF-8. Identical requests therefore hash identically,
+The body text is canonical: keys in a fixed order (model, the endpoint's input keys, the response
+format of an output schema, then params sorted by name), compact separators, raw UTF-8. The
+response format is part of the body, so a changed schema is a new request with a new hash. Identical requests therefore hash identically,
 across rows, runs and jobs, which is what lets nobody pay twice.
 """
 
@@ -11,8 +12,10 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from warehouse_batch import answers, params, schema
 from warehouse_batch.errors import JobError
 from warehouse_batch.jobs import Job
+from warehouse_batch.schema import OutputSchema
 from warehouse_batch.store import quote_ident, sql_literal
 
 #: Query columns with a meaning; any other column is carried to the output table untouched.
@@ -24,6 +27,7 @@ OVERRIDE_COLUMNS = (
     "temperature",
     "max_tokens",
     "max_completion_tokens",
+    "max_output_tokens",
     "top_p",
     "seed",
     "reasoning_effort",
@@ -40,6 +44,8 @@ ENDPOINT_INPUTS = {
     "/v1/moderations": ("input", "prompt", "body"),
 }
 _TEXT_TYPES = ("VARCHAR", "JSON")
+#: /v1/moderations needs no model; this is OpenAI's default.
+DEFAULT_MODERATION_MODEL = "omni-moderation-latest"
 
 
 @dataclass(frozen=True)
@@ -68,7 +74,11 @@ def line_overhead(endpoint: str) -> int:
 
 
 def build(job: Job, columns: dict[str, str]) -> BodySQL:
-    """The body expression for this job over a query with `columns` (name → DuckDB type)."""
+    """The body expression for this job over a query with `columns` (name → DuckDB type).
+
+    Raises JobError before any row is read for: no/several input columns, an invalid output
+    schema, unknown or invalid job params, override columns the endpoint does not take, and
+    output columns that would clash with the query's."""
     allowed = ENDPOINT_INPUTS[job.endpoint]
     present = [c for c in INPUT_COLUMNS if c in columns]
     if not present:
@@ -87,13 +97,18 @@ def build(job: Job, columns: dict[str, str]) -> BodySQL:
             f"job {job.name}: endpoint {job.endpoint} takes its input from one of {', '.join(allowed)}, "
             f"not from a '{input_column}' column"
         )
+    output_schema = _output_schema(job)
+    _check_output_columns(job, columns, input_column)
 
-    if input_column == "body":
+    if input_column == "body":  # a full body, sent as given (its hash included)
         body = _json_text(_col("body"), columns["body"])
         model = f"json_extract_string({body}, '$.model')"
         return BodySQL(input_column, body, model, line_overhead(job.endpoint))
 
-    model = _with_default("model", columns, job.model, cast="VARCHAR")
+    params.check_job_params(job.endpoint, job.params, has_schema=output_schema is not None)
+    params.check_override_columns(job.endpoint, columns, OVERRIDE_COLUMNS)
+    default_model = job.model or (DEFAULT_MODERATION_MODEL if job.endpoint == "/v1/moderations" else None)
+    model = _with_default("model", columns, default_model, cast="VARCHAR")
     system = _with_default("system", columns, job.system, cast="VARCHAR")
     parts = ["'{\"model\":' || to_json(" + model + ")"]
     if job.endpoint == "/v1/chat/completions":
@@ -108,9 +123,34 @@ def build(job: Job, columns: dict[str, str]) -> BodySQL:
         parts.append(f"',\"prompt\":' || to_json({_col('prompt')})")
     else:  # embeddings, moderations: a text (or list of texts) input
         parts.append(f"',\"input\":' || to_json({_col(input_column)})")
+    if output_schema is not None:
+        key, value = output_schema.response_format(job.endpoint)
+        # Property order matters to the model (it answers in that order): no key sorting here.
+        parts.append(sql_literal(f',"{key}":' + json.dumps(value, ensure_ascii=False, separators=(",", ":"))))
     parts.extend(_params(job, columns))
     body = "(" + " || ".join(parts) + " || '}')"
     return BodySQL(input_column, body, model, line_overhead(job.endpoint))
+
+
+def _output_schema(job: Job) -> OutputSchema | None:
+    output_schema = schema.load(job.output_schema)
+    if output_schema is not None and job.endpoint not in schema.STRUCTURED_ENDPOINTS:
+        raise JobError(
+            f"job {job.name}: output_schema works with {' and '.join(schema.STRUCTURED_ENDPOINTS)}; "
+            f"{job.endpoint} has fixed output columns (remove output_schema)"
+        )
+    return output_schema
+
+
+def _check_output_columns(job: Job, columns: dict[str, str], input_column: str) -> None:
+    """Columns the answer adds (schema fields, embedding, moderation flags) must not shadow query columns."""
+    added = answers.output_columns(job, columns.get(input_column))
+    clashes = [name for name, _ in added if name.lower() in {c.lower() for c in columns}]
+    if clashes:
+        raise JobError(
+            f"job {job.name}: the query's column(s) {', '.join(clashes)} clash with output column(s) of the same name "
+            f"that the answer fills; rename them (e.g. SELECT {clashes[0]} AS source_{clashes[0]})"
+        )
 
 
 def _chat_messages(input_column: str, columns: dict[str, str], system: str) -> str:
@@ -139,18 +179,25 @@ def _with_default(name: str, columns: dict[str, str], default: Any, cast: str) -
 
 
 def _params(job: Job, columns: dict[str, str]) -> list[str]:
-    """`,"key":value` pieces for every request parameter, sorted by key; NULL per-row values fall back."""
+    """`,"key":value` pieces for every request parameter, sorted by body key; NULL per-row values fall back.
+
+    Per-row values are cast to the parameter's type (a bad one is reported by compile's row checks)."""
+    known = params.ENDPOINT_PARAMS[job.endpoint]
     row_params = {c for c in OVERRIDE_COLUMNS if c in columns and c not in ("model", "system")}
     pieces = []
-    for key in sorted(set(job.params) | row_params):
-        head = sql_literal(f',"{key}":')
+    for key in sorted(set(job.params) | row_params, key=lambda k: params.param_body_key(job.endpoint, k)):
+        body_key = params.param_body_key(job.endpoint, key)
+        head, tail = f',"{body_key}":', ""
+        if body_key != key:  # reasoning_effort on /v1/responses: "reasoning": {"effort": ...}
+            head, tail = ',"reasoning":{"effort":', "}"
         job_value = job.params.get(key)
+        job_json = None if job_value is None else json.dumps(job_value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
         if key in row_params:
-            row_json = f"CAST(to_json({_col(key)}) AS VARCHAR)"
-            if job_value is None:
-                pieces.append(f"coalesce({head} || {row_json}, '')")
+            row_json = params.row_value_sql(known[key].kind, _col(key))
+            if job_json is None:
+                pieces.append(f"coalesce({sql_literal(head)} || {row_json} || {sql_literal(tail)}, '')")
             else:
-                pieces.append(f"{head} || coalesce({row_json}, {json_literal(job_value)})")
-        elif job_value is not None:
-            pieces.append(sql_literal(f',"{key}":' + json.dumps(job_value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)))
+                pieces.append(f"{sql_literal(head)} || coalesce({row_json}, {sql_literal(job_json)}) || {sql_literal(tail)}")
+        elif job_json is not None:
+            pieces.append(sql_literal(head + job_json + tail))
     return pieces

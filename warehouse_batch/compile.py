@@ -13,7 +13,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError
 
-from warehouse_batch import bodies
+from warehouse_batch import bodies, params
 from warehouse_batch.errors import JobError, ValidationError
 from warehouse_batch.jobs import Job
 from warehouse_batch.store import Store, quote_ident, sql_literal
@@ -184,6 +184,10 @@ def _row_problems(store: Store, job: Job, columns: dict[str, str], input_column:
             )
         problems += _offenders(store, "__wb_body IS NOT NULL AND (json_valid(__wb_body) AND json_extract(__wb_body, '$.stream') = 'true')",
                                "ask for streaming, which the Batch API does not support (remove \"stream\": true)")
+
+    if input_column != "body":  # per-row override values (temperature, max_tokens, ...) of the wrong type or range
+        for where, what in params.row_checks(job.endpoint, columns, bodies.OVERRIDE_COLUMNS):
+            problems += _offenders(store, where, what)
 
     if not problems:
         missing_model = "set 'model:' in the job" if input_column != "body" else "put \"model\" in each body"

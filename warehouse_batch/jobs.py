@@ -31,7 +31,7 @@ MAX_BYTES_PER_SHARD = 200 * 1024 * 1024
 METADATA_JOB_KEY = "warehouse_batch_job"
 METADATA_SHARD_KEY = "warehouse_batch_shard"
 #: Request parameters that may be written at the top level of a job header instead of under `params:`.
-TOP_LEVEL_PARAMS = ("temperature", "max_tokens", "max_completion_tokens", "top_p", "seed", "reasoning_effort")
+TOP_LEVEL_PARAMS = ("temperature", "max_tokens", "max_completion_tokens", "top_p", "seed", "reasoning_effort", "dimensions")
 #: Keys a job may not set through `params`, because warehouse_batch builds them from other options.
 RESERVED_PARAMS = {"model", "messages", "input", "stream", "instructions"}
 
@@ -79,6 +79,10 @@ class Job:
             raise JobError(f"cannot read job file {path}: {exc.strerror}") from None
         options, query = parse_job_text(text, source=str(path))
         options.setdefault("name", path.stem)
+        if isinstance(options.get("output_schema"), str):  # a .json file or Python model beside the job file
+            from warehouse_batch.schema import anchor
+
+            options["output_schema"] = anchor(options["output_schema"], path.parent)
         return cls.from_options({**options, "query": query}, **overrides)
 
     @classmethod

@@ -8,6 +8,7 @@ from typing import Any
 
 import duckdb
 
+from warehouse_batch import answers
 from warehouse_batch.jobs import Job
 from warehouse_batch.sqlfiles import read_sql
 from warehouse_batch.store import SCHEMA, Store, quote_ident, quote_table
@@ -79,13 +80,28 @@ def load_batch(
 
 
 def publish(store: Store, job: Job) -> str:
-    """(Re)build the job's output table from its rows and the results cache; returns its name."""
+    """(Re)build the job's output table from its rows and the results cache; returns its name.
+
+    Answers are judged and typed in SQL (see `answers.py`): the output schema's fields, the
+    embedding vector or the moderation flags become columns; a refused, cut-off, non-JSON or
+    off-schema answer makes its row 'failed' with an error_code and keeps its raw content."""
     rows = rows_table(job.name)
     target = quote_table(job.target_table)
-    columns = [r[0] for r in store.execute(f"DESCRIBE {rows}").fetchall()]
-    excluded = ["__wb_request_hash"] + (["model"] if "model" in columns else [])
-    carried = "q.* EXCLUDE (" + ", ".join(quote_ident(c) for c in excluded) + ")"
+    types = {r[0]: r[1] for r in store.execute(f"DESCRIBE {rows}").fetchall()}
+    carried = ", ".join(quote_ident(c) for c in types if c not in ("__wb_request_hash", "model"))
+    input_type = next((types[c] for c in ("input", "prompt") if c in types), None)
+    answer = answers.answer_sql(job, input_type)
+    typed = "".join(
+        f"CASE WHEN __wb_status = 'completed' AND __wb_answer_error IS NULL THEN {expr} END::{sql_type} "
+        f"AS {quote_ident(name)},\n       "
+        for name, sql_type, expr in answer.columns
+    )
     if "." in job.target_table:
         store.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(job.target_table.split('.')[0])}")
-    store.execute(read_sql("duckdb/publish.sql").format(target=target, rows=rows, carried=carried))
+    store.execute(
+        read_sql("duckdb/publish.sql").format(
+            target=target, rows=rows, carried=carried, parse=answer.parse, answer_error=answer.error,
+            answer_message=answer.message, typed=typed,
+        )
+    )
     return job.target_table

@@ -3,10 +3,12 @@
 -- An explicit STRUCT schema lets DuckDB parse each line once; keys a line lacks come back NULL, extra
 -- keys are ignored, so chat, responses, embeddings and moderation bodies share one reader.
 -- A completed answer is never overwritten (a late duplicate line cannot undo a paid result).
+-- content holds the answer text (chat/completions text, responses output_text, moderation results
+-- as JSON); embedding vectors go to `embeddings` (FLOAT[][], in input order), not into content.
 INSERT INTO warehouse_batch.results AS old
     (request_hash, status, status_code, content, finish_reason, refusal, model, input_tokens,
      output_tokens, cached_tokens, reasoning_tokens, error_code, error_message, provider_request_id,
-     batch_id, shard_id, completed_at)
+     batch_id, shard_id, completed_at, embeddings)
 SELECT DISTINCT ON (custom_id)
     custom_id AS request_hash,
     CASE WHEN response.status_code BETWEEN 200 AND 299 THEN 'completed'
@@ -19,7 +21,6 @@ SELECT DISTINCT ON (custom_id)
         WHEN b.output IS NOT NULL THEN nullif(array_to_string(flatten(list_transform(
                  list_filter(b.output, lambda o: o.type = 'message'),
                  lambda o: list_transform(list_filter(o.content, lambda c: c.type = 'output_text'), lambda c: c.text))), ''), '')
-        WHEN b.data IS NOT NULL THEN CAST(b.data AS VARCHAR)
         WHEN b.results IS NOT NULL THEN CAST(b.results AS VARCHAR)
     END AS content,
     coalesce(b.choices[1].finish_reason, b.incomplete_details.reason,
@@ -38,7 +39,10 @@ SELECT DISTINCT ON (custom_id)
     response.request_id AS provider_request_id,
     $batch_id AS batch_id,
     $shard_id AS shard_id,
-    current_timestamp AS completed_at
+    current_timestamp AS completed_at,
+    -- A vector that is not a list of numbers (e.g. base64 text) becomes a NULL item; publish flags it.
+    CASE WHEN b.data IS NOT NULL THEN list_transform(list_sort(b.data), lambda d: TRY_CAST(d.embedding AS FLOAT[])) END
+        AS embeddings
 FROM (
     SELECT custom_id, response, error, response.body AS b
     FROM read_json($files, format = 'newline_delimited', columns = {
@@ -50,7 +54,7 @@ FROM (
             output STRUCT(type VARCHAR, content STRUCT(type VARCHAR, text VARCHAR, refusal VARCHAR)[])[],
             status VARCHAR,
             incomplete_details STRUCT(reason VARCHAR),
-            data JSON,
+            data STRUCT("index" INTEGER, embedding JSON)[],
             results JSON,
             usage STRUCT(prompt_tokens BIGINT, completion_tokens BIGINT, input_tokens BIGINT, output_tokens BIGINT,
                          prompt_tokens_details STRUCT(cached_tokens BIGINT),
@@ -70,5 +74,5 @@ ON CONFLICT (request_hash) DO UPDATE SET
     cached_tokens = excluded.cached_tokens, reasoning_tokens = excluded.reasoning_tokens,
     error_code = excluded.error_code, error_message = excluded.error_message,
     provider_request_id = excluded.provider_request_id, batch_id = excluded.batch_id,
-    shard_id = excluded.shard_id, completed_at = excluded.completed_at
+    shard_id = excluded.shard_id, completed_at = excluded.completed_at, embeddings = excluded.embeddings
 WHERE old.status <> 'completed';

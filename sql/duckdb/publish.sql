@@ -1,20 +1,47 @@
 -- (Re)build a job's output table: each row of its query joined to its result, one status per row.
--- Placeholders: {target} (quoted table), {rows} (the job's rows table), {carried} (query columns).
+-- Placeholders, filled by results.publish from answers.answer_sql: target (quoted table), rows (the
+-- job's rows table), carried (the query's columns), parse (the answer read once: from_json_strict
+-- behind json_valid and TRY, or NULL), answer_error / answer_message (why a completed answer is
+-- still a failure; NULL when good), typed (the answer's typed columns, each `expr AS name,`).
+-- A failed answer keeps its raw content, gets NULL typed columns, and never fails the statement.
 CREATE OR REPLACE TABLE {target} AS
+WITH joined AS (
+    SELECT q.*,
+           res.status AS __wb_status,
+           res.content AS __wb_content,
+           res.finish_reason AS __wb_finish_reason,
+           res.refusal AS __wb_refusal,
+           res.embeddings AS __wb_embeddings,
+           res.error_code AS __wb_error_code,
+           res.error_message AS __wb_error_message,
+           coalesce(res.model, req.model) AS __wb_model,
+           res.input_tokens AS __wb_input_tokens,
+           res.output_tokens AS __wb_output_tokens,
+           coalesce(res.batch_id, b.batch_id) AS __wb_batch_id,
+           res.completed_at AS __wb_completed_at
+    FROM {rows} AS q
+    LEFT JOIN warehouse_batch.results AS res ON res.request_hash = q.__wb_request_hash
+    LEFT JOIN warehouse_batch.requests AS req ON req.request_hash = q.__wb_request_hash
+    LEFT JOIN warehouse_batch.batches AS b ON b.shard_id = req.shard_id
+), parsed AS (
+    SELECT *, {parse} AS __wb_parsed FROM joined
+), judged AS (
+    SELECT *, CASE WHEN __wb_status = 'completed' THEN {answer_error} END AS __wb_answer_error FROM parsed
+)
 SELECT {carried},
-       res.content,
-       coalesce(res.status, 'pending') AS status,
-       res.error_code,
-       res.error_message,
-       res.finish_reason,
-       res.refusal,
-       coalesce(res.model, req.model) AS model,
-       res.input_tokens,
-       res.output_tokens,
-       q.__wb_request_hash AS request_hash,
-       coalesce(res.batch_id, b.batch_id) AS batch_id,
-       CASE WHEN res.status = 'completed' THEN res.completed_at END AS completed_at
-FROM {rows} AS q
-LEFT JOIN warehouse_batch.results AS res ON res.request_hash = q.__wb_request_hash
-LEFT JOIN warehouse_batch.requests AS req ON req.request_hash = q.__wb_request_hash
-LEFT JOIN warehouse_batch.batches AS b ON b.shard_id = req.shard_id;
+       {typed}
+       __wb_content AS content,
+       CASE WHEN __wb_status IS NULL THEN 'pending'
+            WHEN __wb_answer_error IS NOT NULL THEN 'failed'
+            ELSE __wb_status END AS status,
+       coalesce(__wb_error_code, __wb_answer_error) AS error_code,
+       coalesce(__wb_error_message, CASE WHEN __wb_answer_error IS NOT NULL THEN {answer_message} END) AS error_message,
+       __wb_finish_reason AS finish_reason,
+       __wb_refusal AS refusal,
+       __wb_model AS model,
+       __wb_input_tokens AS input_tokens,
+       __wb_output_tokens AS output_tokens,
+       __wb_request_hash AS request_hash,
+       __wb_batch_id AS batch_id,
+       CASE WHEN __wb_status = 'completed' AND __wb_answer_error IS NULL THEN __wb_completed_at END AS completed_at
+FROM judged;
