@@ -61,7 +61,7 @@ def test_killed_at_a_step_boundary_then_rerun(warehouse: Warehouse, tmp_path: Pa
     if point in ("after_upload",):
         assert warehouse.counters()["files_uploaded"] >= 1
     if point in ("after_create",):
-        assert warehouse.counters()["batches_created"] == 1
+        assert warehouse.counters()["batches_created"] >= 1  # creates run in parallel: up to 3 exist
 
     rerun = _cli(warehouse, "run", str(job), "--wait", "--poll-interval", "0.05")
     assert rerun.returncode == 0, rerun.stderr

@@ -163,45 +163,45 @@ def _row_problems(store: Store, job: Job, columns: dict[str, str], input_column:
 
     column = f"{STAGE}.{quote_ident(input_column)}"
     if input_column in ("prompt", "input") and columns[input_column].upper() == "VARCHAR":
-        problems += _offenders(store, f"{column} IS NULL OR trim({column}) = ''", f"have a NULL or empty {input_column}")
+        problems += offenders(store, f"{column} IS NULL OR trim({column}) = ''", f"have a NULL or empty {input_column}")
     elif input_column in ("prompt", "input"):
-        problems += _offenders(store, f"{column} IS NULL", f"have a NULL {input_column}")
+        problems += offenders(store, f"{column} IS NULL", f"have a NULL {input_column}")
     elif input_column == "messages" and columns["messages"].upper() in ("VARCHAR", "JSON"):
-        problems += _offenders(
+        problems += offenders(
             store,
             f"{column} IS NULL OR NOT json_valid({column}) OR json_type({column}) <> 'ARRAY' "
             f"OR json_array_length({column}) = 0",
             "have messages that are not a non-empty JSON array of chat messages",
         )
     elif input_column == "messages":
-        problems += _offenders(store, f"{column} IS NULL OR len({column}) = 0", "have NULL or empty messages")
+        problems += offenders(store, f"{column} IS NULL OR len({column}) = 0", "have NULL or empty messages")
     elif input_column == "body":
         if columns["body"].upper() in ("VARCHAR", "JSON"):
-            problems += _offenders(
+            problems += offenders(
                 store,
                 f"{column} IS NULL OR NOT json_valid({column}) OR json_type({column}) <> 'OBJECT'",
                 "have a body that is not a JSON object",
             )
-        problems += _offenders(store, "__wb_body IS NOT NULL AND (json_valid(__wb_body) AND json_extract(__wb_body, '$.stream') = 'true')",
+        problems += offenders(store, "__wb_body IS NOT NULL AND (json_valid(__wb_body) AND json_extract(__wb_body, '$.stream') = 'true')",
                                "ask for streaming, which the Batch API does not support (remove \"stream\": true)")
 
     if input_column != "body":  # per-row override values (temperature, max_tokens, ...) of the wrong type or range
         for where, what in params.row_checks(job.endpoint, columns, bodies.OVERRIDE_COLUMNS):
-            problems += _offenders(store, where, what)
+            problems += offenders(store, where, what)
 
     if not problems:
         missing_model = "set 'model:' in the job" if input_column != "body" else "put \"model\" in each body"
-        problems += _offenders(store, "__wb_model IS NULL OR trim(__wb_model) = ''", f"have no model ({missing_model}, or add a model column)")
-        problems += _offenders(
+        problems += offenders(store, "__wb_model IS NULL OR trim(__wb_model) = ''", f"have no model ({missing_model}, or add a model column)")
+        problems += offenders(
             store,
             f"__wb_line_bytes > {int(job.max_bytes_per_shard)}",
             f"are larger than the shard limit of {job.max_bytes_per_shard:,} bytes",
         )
-        problems += _offenders(store, "__wb_body IS NULL", "could not be turned into a request body (a NULL in a required column)")
+        problems += offenders(store, "__wb_body IS NULL", "could not be turned into a request body (a NULL in a required column)")
     return problems
 
 
-def _offenders(store: Store, where: str, what: str) -> list[str]:
+def offenders(store: Store, where: str, what: str) -> list[str]:
     count, sample = store.one(
         f"SELECT count(*), list(__wb_cid ORDER BY __wb_cid) FILTER (WHERE __wb_cid IS NOT NULL)[1:{_SAMPLE}] "
         f"FROM {STAGE} WHERE {where}"

@@ -57,14 +57,20 @@ def load_prices(store: Store, path: str | Path | None = None) -> None:
         store.con.executemany(f"INSERT INTO {SCHEMA}.prices VALUES (?, ?, ?, ?, ?)", rows)
 
 
+def output_tokens_sql(body: str, endpoint: str, default: int) -> str:
+    """SQL for a request's output-token ceiling: its max_tokens-like parameter, else `default`."""
+    if endpoint in ("/v1/embeddings", "/v1/moderations"):
+        return "0"
+    return (
+        f"coalesce(TRY_CAST(json_extract_string({body}, '$.max_tokens') AS BIGINT),"
+        f" TRY_CAST(json_extract_string({body}, '$.max_completion_tokens') AS BIGINT),"
+        f" TRY_CAST(json_extract_string({body}, '$.max_output_tokens') AS BIGINT), {int(default)})"
+    )
+
+
 def estimate(store: Store, todo_sql: str, endpoint: str) -> Estimate:
     """Tokens and cost of the requests `todo_sql` selects from the stage (columns __wb_*)."""
-    no_output = endpoint in ("/v1/embeddings", "/v1/moderations")
-    output = "0" if no_output else (
-        "coalesce(TRY_CAST(json_extract_string(t.__wb_body, '$.max_tokens') AS BIGINT),"
-        " TRY_CAST(json_extract_string(t.__wb_body, '$.max_completion_tokens') AS BIGINT),"
-        f" TRY_CAST(json_extract_string(t.__wb_body, '$.max_output_tokens') AS BIGINT), {DEFAULT_OUTPUT_TOKENS})"
-    )
+    output = output_tokens_sql("t.__wb_body", endpoint, DEFAULT_OUTPUT_TOKENS)
     row = store.one(
         f"""
         WITH todo AS ({todo_sql}),

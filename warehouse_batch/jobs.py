@@ -58,6 +58,7 @@ class Job:
     max_attempts: int = 3  # sends per request, retries included
     max_cost_usd: float | None = None  # refuse a run whose estimated cost is higher
     max_requests: int | None = None  # refuse a run that would send more requests
+    max_enqueued_tokens: int | None = None  # per model: submit shards only while enqueued tokens stay under this
     cache: bool = True  # reuse answers to identical requests (False: always send fresh requests)
     description: str | None = None
 
@@ -114,7 +115,8 @@ class Job:
             raise JobError("the job has no query: write a SELECT after the header, or pass query=...")
         if "name" not in merged:
             raise JobError("the job has no name: add '-- name: my_job' to the header, or pass name=...")
-        for int_key in ("max_requests_per_shard", "max_bytes_per_shard", "max_attempts", "max_requests"):
+        for int_key in ("max_requests_per_shard", "max_bytes_per_shard", "max_attempts", "max_requests",
+                        "max_enqueued_tokens"):
             if merged.get(int_key) is not None:
                 merged[int_key] = _as_int(int_key, merged[int_key])
         if merged.get("max_cost_usd") is not None:
@@ -204,6 +206,8 @@ def _validate(job: Job) -> None:
         raise JobError(f"max_attempts must be at least 1, got {job.max_attempts}")
     if job.max_requests is not None and job.max_requests < 0:
         raise JobError(f"max_requests must be 0 or more, got {job.max_requests}")
+    if job.max_enqueued_tokens is not None and job.max_enqueued_tokens < 1:
+        raise JobError(f"max_enqueued_tokens must be at least 1, got {job.max_enqueued_tokens}")
     if job.max_cost_usd is not None and job.max_cost_usd < 0:
         raise JobError(f"max_cost_usd must be 0 or more, got {job.max_cost_usd}")
     if len(job.metadata) > 14:

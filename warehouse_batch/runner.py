@@ -16,15 +16,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import duckdb
-
 from warehouse_batch import compile as compiler
 from warehouse_batch import cost, results, retries, shards
-from warehouse_batch.errors import NotFoundError, ProviderError
+from warehouse_batch.batches import Batches
+from warehouse_batch.errors import NotFoundError, ValidationError
 from warehouse_batch.failpoints import failpoint
-from warehouse_batch.jobs import METADATA_JOB_KEY, METADATA_SHARD_KEY, Job
+from warehouse_batch.jobs import Job
 from warehouse_batch.progress import NullReporter, Reporter
-from warehouse_batch.providers.openai import BatchInfo, OpenAIBatchProvider
+from warehouse_batch.providers.openai import OpenAIBatchProvider
 from warehouse_batch.store import SCHEMA, Store
 
 #: Local batch states before the provider has a batch for the shard.
@@ -57,6 +56,7 @@ class Report:
     statuses: dict[str, int] = field(default_factory=dict)
     table: str | None = None
     dry_run: bool = False
+    progress: dict[str, Any] | None = None  # live batches: requests done / total, estimated seconds left
 
     @property
     def unfinished(self) -> int:
@@ -83,11 +83,13 @@ class Runner:
         reporter: Reporter | None = None,
         provider_factory: Callable[[], OpenAIBatchProvider] | None = None,
         prices: str | Path | None = None,
+        concurrency: int = 4,
     ):
         self.store = store
         self._provider = provider
         self._provider_factory = provider_factory or OpenAIBatchProvider
         self.reporter = reporter or NullReporter()
+        self.batches = Batches(store, lambda: self.provider, self.reporter, self._job, concurrency=concurrency)
         cost.load_prices(store, prices)
 
     @property
@@ -110,6 +112,7 @@ class Runner:
                                from_stage=True, endpoint=job.endpoint),
                 max_lines=job.max_requests_per_shard,
                 max_bytes=job.max_bytes_per_shard,
+                max_tokens=job.max_enqueued_tokens,
             )
         finally:
             self.store.execute(f"DROP TABLE IF EXISTS temp.{shards.PLAN}")
@@ -127,6 +130,7 @@ class Runner:
         try:
             counts = self._stage_counts(stage)
             cost.check_limits(job, self._estimate)
+            self._check_token_budget(job)
             self._persist(job, run_id, stage, counts)
         finally:
             compiler.drop_stage(self.store)
@@ -178,6 +182,18 @@ class Runner:
         return Counts(stage.row_count, stage.request_count, cached, in_flight, to_submit, 0,
                       self._estimate.input_tokens, self._estimate.output_tokens, self._estimate.cost_usd)
 
+    def _check_token_budget(self, job: Job) -> None:
+        """A request that alone exceeds the enqueued-token budget could never be submitted: refuse it now."""
+        if job.max_enqueued_tokens is None:
+            return
+        tokens = f"__wb_tokens + {cost.output_tokens_sql('__wb_body', job.endpoint, 0)}"
+        problems = compiler.offenders(
+            self.store, f"{tokens} > {int(job.max_enqueued_tokens)}",
+            f"need more tokens (estimated input + max_tokens) than max_enqueued_tokens = {job.max_enqueued_tokens:,}",
+        )
+        if problems:
+            raise ValidationError(problems)
+
     def _persist(self, job: Job, run_id: str, stage: compiler.Stage, counts: Counts) -> None:
         """Record the job, its run, its rows and its new requests, all in one transaction."""
         query_columns = ", ".join(f"s.{compiler.quote_ident(c)}" for c in stage.columns)
@@ -205,8 +221,10 @@ class Runner:
             )
             self.store.execute(
                 f"""
-                INSERT INTO {SCHEMA}.requests (request_hash, endpoint, model, body, line_bytes, est_input_tokens, first_job)
-                SELECT DISTINCT ON (__wb_hash) __wb_hash, ?, __wb_model, __wb_body, __wb_line_bytes, __wb_tokens, ?
+                INSERT INTO {SCHEMA}.requests (request_hash, endpoint, model, body, line_bytes, est_input_tokens,
+                                               est_output_tokens, first_job)
+                SELECT DISTINCT ON (__wb_hash) __wb_hash, ?, __wb_model, __wb_body, __wb_line_bytes, __wb_tokens,
+                       {cost.output_tokens_sql("__wb_body", job.endpoint, 0)}, ?
                 FROM temp.{compiler.STAGE} AS s
                 WHERE NOT EXISTS (SELECT 1 FROM {SCHEMA}.requests AS r WHERE r.request_hash = s.__wb_hash)
                 """,
@@ -218,12 +236,15 @@ class Runner:
         if from_stage:  # dry run: requests may not be recorded yet, so read them from the stage
             source = (
                 f"(SELECT DISTINCT ON (__wb_hash) __wb_hash AS request_hash, '{endpoint}' AS endpoint, "
-                f"__wb_model AS model, __wb_line_bytes AS line_bytes, NULL AS shard_id FROM temp.{compiler.STAGE})"
+                f"__wb_model AS model, __wb_line_bytes AS line_bytes, __wb_tokens AS est_input_tokens, "
+                f"{cost.output_tokens_sql('__wb_body', endpoint or '', 0)} AS est_output_tokens, NULL AS shard_id "
+                f"FROM temp.{compiler.STAGE})"
             )
         else:
             source = f"{SCHEMA}.requests"
         return f"""
-            SELECT r.request_hash, r.endpoint, r.model, r.line_bytes
+            SELECT r.request_hash, r.endpoint, r.model, r.line_bytes,
+                   r.est_input_tokens + coalesce(r.est_output_tokens, 0) AS tokens
             FROM {source} AS r
             WHERE r.request_hash IN ({hashes_sql})
               AND NOT EXISTS (SELECT 1 FROM {SCHEMA}.results AS x WHERE x.request_hash = r.request_hash)
@@ -237,7 +258,8 @@ class Runner:
         With replace_results (a retry), the requests' previous results are dropped in that same
         transaction, so each request is always either answered or in exactly one live shard."""
         count = shards.plan_shards(
-            self.store, todo_sql, max_lines=job.max_requests_per_shard, max_bytes=job.max_bytes_per_shard
+            self.store, todo_sql, max_lines=job.max_requests_per_shard, max_bytes=job.max_bytes_per_shard,
+            max_tokens=job.max_enqueued_tokens,
         )
         if count == 0:
             return []
@@ -263,12 +285,14 @@ class Runner:
                     """,
                     [prefix],
                 )
-                for f in written:
+                tokens = dict(self.store.execute(
+                    f"SELECT shard_no, sum(tokens) FROM temp.{shards.PLAN} GROUP BY shard_no").fetchall())
+                for no, f in zip(sorted(ids), written):
                     self.store.execute(
                         f"INSERT INTO {SCHEMA}.batches (shard_id, job_name, run_id, endpoint, model, path, line_count, "
-                        "byte_count, sha256, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'written')",
+                        "byte_count, sha256, est_tokens, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'written')",
                         [f.shard_id, job.name, run_id, f.endpoint, f.model, str(f.path), f.line_count, f.byte_count,
-                         f.sha256],
+                         f.sha256, tokens.get(no)],
                     )
         finally:
             self.store.execute(f"DROP TABLE IF EXISTS temp.{shards.PLAN}")
@@ -279,149 +303,34 @@ class Runner:
     def shard_dir(self, job_name: str) -> Path:
         return self.store.work_dir / job_name / "shards"
 
-    def result_dir(self, job_name: str) -> Path:
-        return self.store.work_dir / job_name / "results"
-
-    # -- submit ----------------------------------------------------------------------------
+    # -- provider lifecycle ----------------------------------------------------------------
     def submit(self, job_name: str | None = None) -> int:
-        """Upload and create a batch for every shard not yet submitted; resumes announced intents."""
-        pending = self._batches(job_name, "state IN ('written', 'uploading', 'uploaded', 'creating')")
-        if not pending:
-            return 0
-        self.reporter.step("submitting batches", len(pending))
-        for shard in pending:
-            self._submit_one(shard)
-            self.reporter.advance(1)
-        self.reporter.done()
-        return len(pending)
-
-    def _submit_one(self, shard: dict[str, Any]) -> None:
-        shard_id, state = shard["shard_id"], shard["state"]
-        filename = f"{shard_id}.jsonl"
-        file_id = shard["file_id"]
-        if state in ("written", "uploading"):
-            if state == "uploading":  # we may have uploaded before a crash: reuse that file
-                file_id = self.provider.find_file(filename, shard["byte_count"])
-            if file_id is None:
-                path = Path(shard["path"])
-                if not path.exists() or shards.file_sha256(path) != shard["sha256"]:
-                    raise ProviderError(
-                        f"shard file {path} is missing or changed since it was written; it cannot be uploaded. "
-                        f"Delete the batch row for shard {shard_id} and re-run the job to write it again"
-                    )
-                self._set(shard_id, state="uploading", intent_at=_now())
-                file_id = self.provider.upload(path, filename)
-                failpoint("after_upload")
-            self._set(shard_id, state="uploaded", file_id=file_id)
-            state = "uploaded"
-        since = time.time()
-        if state == "creating":
-            intent = shard["intent_at"]
-            since = intent.timestamp() if intent else since - 86400
-            found = self.provider.find_batch(shard_id, since)
-            if found is not None:
-                self._record_batch(shard_id, found)
-                return
-        self._set(shard_id, state="creating", intent_at=_now())
-        job = self._job(shard["job_name"])
-        info = self.provider.create_batch(
-            file_id=file_id,
-            endpoint=shard["endpoint"],
-            completion_window=job.completion_window,
-            metadata={**job.metadata, METADATA_JOB_KEY: job.name, METADATA_SHARD_KEY: shard_id},
-            since=since,
-        )
-        failpoint("after_create")
-        self._record_batch(shard_id, info)
-
-    def _record_batch(self, shard_id: str, info: BatchInfo) -> None:
-        self._set(shard_id, state="submitted", batch_id=info.id, submitted_at=_now())
-        self._update_status(shard_id, info)
-
-    # -- poll and collect ------------------------------------------------------------------
-    def poll(self, job_name: str | None = None) -> list[dict[str, Any]]:
-        """Refresh every live batch from the provider; returns the batches now ready to collect."""
-        live = self._batches(job_name, "state = 'submitted'")
-        for shard in live:
-            if shard["status"] in ("completed", "failed", "expired", "cancelled"):
-                continue
-            info = self.provider.retrieve(shard["batch_id"])
-            self._update_status(shard["shard_id"], info)
-            failpoint("mid_poll")
-        return self._batches(job_name, "state = 'submitted' AND status IN ('completed', 'failed', 'expired', 'cancelled')")
+        """Upload and create batches for shards not yet submitted (resuming announced intents)."""
+        return self.batches.submit(job_name)
 
     def collect(self, job_name: str | None = None) -> int:
-        """Poll, download and load every finished batch, then republish the output tables."""
-        self.submit(job_name)
-        ready = self.poll(job_name)
-        if ready:
-            self.reporter.step("loading results", len(ready))
-            for shard in ready:
-                self._collect_one(shard)
-                self.reporter.advance(1)
-            self.reporter.done()
+        """Submit what is pending, poll, download and load every finished batch, republish the tables."""
+        self.batches.submit(job_name)
+        ready = self.batches.poll(job_name)
+        self.batches.collect(ready)
         for name in self._job_names(job_name):
             results.publish(self.store, self._job(name))
         return len(ready)
 
-    def _collect_one(self, shard: dict[str, Any]) -> None:
-        for _ in range(3):
-            files, lines = [], 0
-            for kind in ("output", "error"):
-                file_id = shard[f"{kind}_file_id"]
-                if file_id:
-                    path, count = self._download(shard, file_id, kind)
-                    files.append(path)
-                    lines += count
-            # A completed batch has a line per request; fewer means a download cut at a line boundary.
-            if shard["status"] != "completed" or not shard["total_count"] or lines >= shard["total_count"]:
-                break
-        errors = json.loads(shard["errors"]) if shard["errors"] else []
-        failpoint("after_download")
-        with self.store.transaction():
-            results.load_batch(
-                self.store,
-                shard_id=shard["shard_id"],
-                batch_id=shard["batch_id"],
-                batch_status=shard["status"],
-                files=files,
-                batch_errors=errors,
-            )
-            failpoint("mid_load")
-            self._set(shard["shard_id"], state="collected", collected_at=_now())
-
-    def _download(self, shard: dict[str, Any], file_id: str, kind: str, attempts: int = 3) -> tuple[Path, int]:
-        """Download a result file and check every line parses; a cut-off download is fetched again.
-
-        Returns the file and its line count."""
-        dest = self.result_dir(shard["job_name"]) / f"{shard['batch_id']}_{kind}.jsonl"
-        last: Exception | None = None
-        for _ in range(attempts):
-            self.provider.download(file_id, dest)
-            try:
-                return dest, results.check_file(self.store, dest)
-            except duckdb.Error as exc:
-                last = exc
-                dest.unlink(missing_ok=True)
-        raise ProviderError(
-            f"the {kind} file {file_id} of batch {shard['batch_id']} arrived damaged {attempts} times ({last}); "
-            "re-run collect to try again",
-            transient=True,
-        )
-
     def wait(self, job_name: str | None, *, poll_interval: float = 5.0, timeout: float | None = None,
              max_interval: float = 60.0) -> None:
-        """Collect until no batch of the job is live (or `timeout` seconds pass)."""
+        """Collect until no batch of the job is live (or `timeout` seconds pass), backing off between polls."""
         deadline = None if timeout is None else time.monotonic() + timeout
         interval = poll_interval
         while True:
             self.collect(job_name)
-            live = self._batches(job_name, "state <> 'collected'")
-            if not live:
+            progress = self.batches.progress(job_name)
+            if not progress["live_batches"]:
                 return
-            done = sum((b["completed_count"] or 0) + (b["failed_count"] or 0) for b in live)
-            total = sum(b["total_count"] or b["line_count"] for b in live)
-            self.reporter.info(f"{len(live)} batch(es) running: {done:,}/{total:,} requests done")
+            eta = f", about {progress['eta_seconds']:,} s left" if progress["eta_seconds"] is not None else ""
+            self.reporter.info(
+                f"{progress['live_batches']} batch(es) running: {progress['done']:,}/{progress['total']:,} requests done{eta}"
+            )
             if deadline is not None and time.monotonic() + interval > deadline:
                 return
             time.sleep(interval)
@@ -436,7 +345,8 @@ class Runner:
         job = self._job(job_name)
         run_id = _new_run_id()
         todo = f"""
-            SELECT r.request_hash, r.endpoint, r.model, r.line_bytes
+            SELECT r.request_hash, r.endpoint, r.model, r.line_bytes,
+                   r.est_input_tokens + coalesce(r.est_output_tokens, 0) AS tokens
             FROM {SCHEMA}.requests AS r JOIN {SCHEMA}.results AS res USING (request_hash)
             WHERE r.request_hash IN (SELECT request_hash FROM {SCHEMA}.job_rows WHERE job_name = '{job.name}')
               AND r.attempts < {int(job.max_attempts)}
@@ -470,23 +380,9 @@ class Runner:
     # -- cancel ----------------------------------------------------------------------------
     def cancel(self, job_name: str) -> Report:
         """Cancel the job's live batches; unsubmitted shards are dropped. Finished work is kept."""
-        self._job(job_name)
-        for shard in self._batches(job_name, "state <> 'collected'"):
-            if shard["state"] == "creating":
-                intent = shard["intent_at"]
-                found = self.provider.find_batch(shard["shard_id"], intent.timestamp() if intent else time.time() - 86400)
-                if found is not None:
-                    self._record_batch(shard["shard_id"], found)
-                    shard = self._batches(None, f"shard_id = '{shard['shard_id']}'")[0]
-            if shard["batch_id"]:
-                if shard["status"] not in ("completed", "failed", "expired", "cancelled"):
-                    self._update_status(shard["shard_id"], self.provider.cancel(shard["batch_id"]))
-            else:  # never reached the provider: nothing to cancel there, the requests end cancelled
-                with self.store.transaction():
-                    results.load_batch(self.store, shard_id=shard["shard_id"], batch_id=None,
-                                       batch_status="cancelled", files=[], batch_errors=[])
-                    self._set(shard["shard_id"], state="collected", status="cancelled", collected_at=_now())
-        results.publish(self.store, self._job(job_name))
+        job = self._job(job_name)
+        self.batches.cancel(job_name)
+        results.publish(self.store, job)
         return self.job_report(job_name)
 
     # -- reports ---------------------------------------------------------------------------
@@ -507,7 +403,8 @@ class Runner:
                 FROM {SCHEMA}.batches WHERE job_name = ? ORDER BY created_at, shard_id""",
             [job_name],
         )
-        return Report(job=job_name, batches=batches, statuses=statuses, table=job.target_table)
+        return Report(job=job_name, batches=batches, statuses=statuses, table=job.target_table,
+                      progress=self.batches.progress(job_name))
 
     def status(self, job_name: str | None = None) -> list[Report]:
         return [self.job_report(name) for name in self._job_names(job_name)]
@@ -528,34 +425,6 @@ class Runner:
             self._job(job_name)
             return [job_name]
         return [r[0] for r in self.store.execute(f"SELECT name FROM {SCHEMA}.jobs ORDER BY name").fetchall()]
-
-    def _batches(self, job_name: str | None, where: str) -> list[dict[str, Any]]:
-        sql = f"SELECT * FROM {SCHEMA}.batches WHERE {where}"
-        params: list[Any] = []
-        if job_name is not None:
-            sql += " AND job_name = ?"
-            params.append(job_name)
-        return self.store.rows(sql + " ORDER BY shard_id", params)
-
-    def _set(self, shard_id: str, **values: Any) -> None:
-        assignments = ", ".join(f"{k} = ?" for k in values)
-        self.store.execute(f"UPDATE {SCHEMA}.batches SET {assignments} WHERE shard_id = ?", [*values.values(), shard_id])
-
-    def _update_status(self, shard_id: str, info: BatchInfo) -> None:
-        self._set(
-            shard_id,
-            status=info.status,
-            total_count=info.total,
-            completed_count=info.completed,
-            failed_count=info.failed,
-            errors=json.dumps(info.errors) if info.errors else None,
-            output_file_id=info.output_file_id,
-            error_file_id=info.error_file_id,
-            input_tokens=info.input_tokens,
-            output_tokens=info.output_tokens,
-            polled_at=_now(),
-            finished_at=_now() if info.terminal else None,
-        )
 
 
 def _now() -> datetime:

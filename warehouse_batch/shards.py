@@ -28,14 +28,19 @@ class ShardFile:
     sha256: str
 
 
-def plan_shards(store: Store, todo_sql: str, *, max_lines: int, max_bytes: int) -> int:
-    """Give every request of `todo_sql` (request_hash, endpoint, model, line_bytes) a shard and a line.
+def plan_shards(store: Store, todo_sql: str, *, max_lines: int, max_bytes: int, max_tokens: int | None = None) -> int:
+    """Give every request of `todo_sql` (request_hash, endpoint, model, line_bytes, tokens) a shard and a line.
 
     Files never mix endpoints or models. Within one (endpoint, model), requests are cut into chunks
     of `max_lines`, and chunks over `max_bytes` are cut again on cumulative size: a slice of
     `max_bytes - largest line` bytes can overshoot by at most one line, so no file exceeds the limit.
-    Returns the number of shards.
+    With `max_tokens`, slices are cut once more the same way on estimated tokens, so that every
+    shard fits the enqueued-token budget on its own. Returns the number of shards.
     """
+    token_slice = "0" if max_tokens is None else (
+        "sum(tokens) OVER (PARTITION BY endpoint, model, chunk, slice ORDER BY request_hash "
+        f"ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) // greatest({int(max_tokens)} - heaviest, 1)"
+    )
     store.execute(f"DROP TABLE IF EXISTS temp.{PLAN}")
     store.execute(
         f"""
@@ -49,13 +54,17 @@ def plan_shards(store: Store, todo_sql: str, *, max_lines: int, max_bytes: int) 
         sliced AS (
             SELECT *, sum(line_bytes) OVER (PARTITION BY endpoint, model, chunk ORDER BY request_hash
                                             ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
-                      // greatest({int(max_bytes)} - widest, 1) AS slice
+                      // greatest({int(max_bytes)} - widest, 1) AS slice,
+                   max(tokens) OVER (PARTITION BY endpoint, model) AS heaviest
             FROM chunked
+        ),
+        budgeted AS (
+            SELECT *, {token_slice} AS tslice FROM sliced
         )
-        SELECT request_hash, endpoint, model, line_bytes,
-               dense_rank() OVER (ORDER BY endpoint, model, chunk, slice) AS shard_no,
-               row_number() OVER (PARTITION BY endpoint, model, chunk, slice ORDER BY request_hash) AS line_no
-        FROM sliced
+        SELECT request_hash, endpoint, model, line_bytes, tokens,
+               dense_rank() OVER (ORDER BY endpoint, model, chunk, slice, tslice) AS shard_no,
+               row_number() OVER (PARTITION BY endpoint, model, chunk, slice, tslice ORDER BY request_hash) AS line_no
+        FROM budgeted
         """
     )
     return int(store.scalar(f"SELECT coalesce(max(shard_no), 0) FROM {PLAN}"))

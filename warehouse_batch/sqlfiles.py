@@ -19,4 +19,8 @@ def migration_files() -> list[tuple[int, str, str]]:
     for entry in folder.iterdir():
         if entry.name.endswith(".sql") and entry.name[:4].isdigit():
             found.append((int(entry.name[:4]), entry.name, entry.read_text(encoding="utf-8")))
-    return sorted(found)
+    found.sort()
+    versions = [v for v, _, _ in found]
+    if len(versions) != len(set(versions)):
+        raise RuntimeError(f"two migrations share a number in sql/migrations: {[n for _, n, _ in found]}")
+    return found

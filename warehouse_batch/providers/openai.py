@@ -114,13 +114,16 @@ class OpenAIBatchProvider:
             created = self._call("upload", lambda: self._client.files.create(file=(filename, handle), purpose="batch"))
         return created.id
 
-    def find_file(self, filename: str, byte_count: int) -> str | None:
-        """An uploaded batch file of this name and size (an upload whose reply we never recorded)."""
-        def scan() -> str | None:
+    def find_files(self, wanted: dict[str, int]) -> dict[str, str]:
+        """Uploaded batch files by name, among `wanted` (name → size): uploads whose reply was never recorded."""
+        def scan() -> dict[str, str]:
+            found: dict[str, str] = {}
             for item in self._client.files.list(purpose="batch"):
-                if item.filename == filename and item.bytes == byte_count:
-                    return item.id
-            return None
+                if wanted.get(item.filename) == item.bytes and item.filename not in found:
+                    found[item.filename] = item.id
+                    if len(found) == len(wanted):
+                        break
+            return found
 
         return self._call("list files", scan)
 
@@ -182,14 +185,22 @@ class OpenAIBatchProvider:
             pause = min(pause * 2, self.reconcile_wait - waited) or 0.5
 
     def find_batch(self, shard_id: str, since: float) -> BatchInfo | None:
-        """Our batch for `shard_id`, searching batches created since `since` (unix seconds), newest first."""
-        def scan() -> BatchInfo | None:
+        """Our batch for `shard_id`, among batches created since `since` (unix seconds)."""
+        return self.find_batches({shard_id}, since).get(shard_id)
+
+    def find_batches(self, shard_ids: set[str], since: float) -> dict[str, BatchInfo]:
+        """Our batches by shard tag, searching newest first back to `since` (minus 10 minutes of clock skew)."""
+        def scan() -> dict[str, BatchInfo]:
+            found: dict[str, BatchInfo] = {}
             for batch in self._client.batches.list(limit=100):
-                if (batch.metadata or {}).get(METADATA_SHARD_KEY) == shard_id:
-                    return BatchInfo.from_sdk(batch)
+                tag = (batch.metadata or {}).get(METADATA_SHARD_KEY)
+                if tag in shard_ids and tag not in found:  # newest first: keep the newest
+                    found[tag] = BatchInfo.from_sdk(batch)
+                    if len(found) == len(shard_ids):
+                        break
                 if batch.created_at is not None and batch.created_at < since - 600:
-                    return None  # newest first: nothing older can be ours
-            return None
+                    break  # nothing older can be ours
+            return found
 
         return self._call("list batches", scan)
 
