@@ -8,6 +8,8 @@ keyword-only settings, the CLI's common flags:
     work_dir      where shard and result files go (default <db>.warehouse_batch/)
     prices        a JSON price list overriding the shipped one
     lock_timeout  seconds to wait while another process holds the database
+    memory_limit  DuckDB memory limit (e.g. "2GB"); threads: DuckDB threads
+    concurrency   provider calls in flight at once (default 4)
     reporter      progress sink (the CLI passes a rich one; default silent)
 """
 
@@ -42,6 +44,7 @@ def open_runner(
     reporter: Reporter | None = None,
     memory_limit: str | None = None,
     threads: int | None = None,
+    concurrency: int = 4,
 ) -> Iterator[Runner]:
     """A Runner over an open warehouse, for scripts that chain several steps."""
 
@@ -49,7 +52,7 @@ def open_runner(
         return OpenAIBatchProvider(base_url=base_url, **({"timeout": http_timeout} if http_timeout else {}))
 
     with Store(db, work_dir=work_dir, memory_limit=memory_limit, threads=threads, lock_timeout=lock_timeout) as store:
-        yield Runner(store, reporter=reporter, provider_factory=provider, prices=prices)
+        yield Runner(store, reporter=reporter, provider_factory=provider, prices=prices, concurrency=concurrency)
 
 
 def load_job(job: Job | str | Path, **overrides: Any) -> Job:
@@ -124,7 +127,8 @@ def cancel(job_name: str, db: Database = DEFAULT_DB, **settings: Any) -> Report:
         return runner.cancel(job_name)
 
 
-_SETTINGS = {"base_url", "http_timeout", "work_dir", "prices", "lock_timeout", "reporter", "memory_limit", "threads"}
+_SETTINGS = {"base_url", "http_timeout", "work_dir", "prices", "lock_timeout", "reporter", "memory_limit", "threads",
+             "concurrency"}
 
 
 def _split(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -41,6 +41,8 @@ def _common(fn: Callable) -> Callable:
                       help="Seconds to wait while another process holds the database (0: fail at once).")(fn)
     fn = click.option("--prices", type=click.Path(dir_okay=False, exists=True), default=None,
                       help="JSON price list overriding the shipped one (default: $WAREHOUSE_BATCH_PRICES).")(fn)
+    fn = click.option("--threads", type=int, default=None, help="DuckDB threads (default: all cores).")(fn)
+    fn = click.option("--memory-limit", default=None, help="DuckDB memory limit, e.g. 2GB (default: DuckDB's).")(fn)
     fn = click.option("--json", "as_json", is_flag=True, help="Print a JSON report on stdout (for scripts).")(fn)
     fn = click.option(
         "--work-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -50,6 +52,8 @@ def _common(fn: Callable) -> Callable:
 
 
 def _provider_options(fn: Callable) -> Callable:
+    fn = click.option("--concurrency", type=int, default=4, show_default=True,
+                      help="Provider calls (uploads, creates, polls, downloads) in flight at once.")(fn)
     fn = click.option("--http-timeout", type=float, default=None,
                       help="Seconds before one API call times out (default 120); timeouts are retried safely.")(fn)
     return click.option(
@@ -82,6 +86,8 @@ def _job_options(fn: Callable) -> Callable:
         click.option("--max-attempts", type=int, help="Sends per request, retries included (default 3)."),
         click.option("--max-cost-usd", type=float, help="Refuse the run, before sending, if its estimated cost is higher."),
         click.option("--max-requests", type=int, help="Refuse the run, before sending, if it would send more requests."),
+        click.option("--max-enqueued-tokens", type=int,
+                     help="Per model: submit shards only while estimated enqueued tokens stay under this."),
         click.option("--no-cache", "cache", flag_value=False, default=None,
                      help="Send fresh requests even where an identical request was answered before."),
     ]
@@ -174,6 +180,11 @@ def _print_report(report: Report) -> None:
         return
     rows = ", ".join(f"{n:,} {s}" for s, n in sorted(report.statuses.items())) or "no rows"
     out.print(f"[bold]{report.job}[/] → table [cyan]{report.table}[/]: {rows}", highlight=False)
+    progress = report.progress or {}
+    if progress.get("live_batches"):
+        eta = f", about {progress['eta_seconds']:,} s left" if progress.get("eta_seconds") is not None else ""
+        out.print(f"{progress['live_batches']} batch(es) running: {progress['done']:,}/{progress['total']:,} "
+                  f"requests done{eta}", highlight=False)
     if report.batches:
         table = Table("shard", "batch", "state", "status", "lines", "done", "failed", title_justify="left")
         for b in report.batches:
@@ -207,7 +218,7 @@ def main() -> None:
 def _settings(kw: dict[str, Any]) -> dict[str, Any]:
     """Pop the common flags (database, provider, files) into the API's settings."""
     settings = {"reporter": _reporter(kw.pop("as_json"))}
-    for key in ("work_dir", "prices", "lock_timeout", "base_url", "http_timeout"):
+    for key in ("work_dir", "prices", "lock_timeout", "memory_limit", "threads", "base_url", "http_timeout", "concurrency"):
         if key in kw:
             settings[key] = kw.pop(key)
     return settings

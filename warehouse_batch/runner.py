@@ -309,10 +309,12 @@ class Runner:
         return self.batches.submit(job_name)
 
     def collect(self, job_name: str | None = None) -> int:
-        """Submit what is pending, poll, download and load every finished batch, republish the tables."""
-        self.batches.submit(job_name)
+        """Poll, download and load every finished batch, submit what is pending, republish the tables.
+
+        Collecting first frees enqueued-token budget for the shards still waiting."""
         ready = self.batches.poll(job_name)
         self.batches.collect(ready)
+        self.batches.submit(job_name)
         for name in self._job_names(job_name):
             results.publish(self.store, self._job(name))
         return len(ready)
