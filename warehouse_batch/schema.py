@@ -18,7 +18,7 @@ Forms accepted for the job option `output_schema`:
 SQL column lists follow the table-definition grammar of DuckDB (parsed with sqlglot): a column is
 NOT NULL unless written `NULL` (the model must fill every field; `NULL` lets it answer null),
 `COMMENT '...'` becomes the field's description, `CHECK (col BETWEEN a AND b)` / `>=` / `<=` /
-`>` / `<` become numeric bounds, `CHECK (len(col) <= n)` a list length limit and
+`>` / `<` become numeric bounds, `CHECK (len(col) <= n)` (or `BETWEEN`) a list length limit and
 `CHECK (col IN ('a', 'b'))` an enum, like `ENUM('a', 'b')`.
 """
 
@@ -70,7 +70,7 @@ for _names, _kind, _duck in [
     (("DOUBLE",), "number", "DOUBLE"),
     (("DECIMAL",), "number", "DECIMAL"),
     (("DATE",), "date", "DATE"),
-    (("TIMESTAMP", "DATETIME"), "timestamp", "TIMESTAMP"),
+    (("TIMESTAMP", "TIMESTAMPNTZ", "DATETIME"), "timestamp", "TIMESTAMP"),
     (("TIMESTAMPTZ",), "timestamp", "TIMESTAMP WITH TIME ZONE"),
 ]:
     for _name in _names:
@@ -390,6 +390,11 @@ def from_json_schema(doc: dict[str, Any], *, default_name: str = "output") -> Ou
 
 
 def _deref(node: Any, root: dict[str, Any], path: str, seen: tuple[str, ...]) -> dict[str, Any]:
+    return _follow(node, root, path, seen)[0]
+
+
+def _follow(node: Any, root: dict[str, Any], path: str, seen: tuple[str, ...]) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """The schema a node stands for (its $ref and single-part allOf resolved), and the refs followed."""
     if not isinstance(node, dict):
         raise JobError(f"{path}: expected a JSON Schema object, got {node!r}")
     while "$ref" in node:
@@ -407,14 +412,13 @@ def _deref(node: Any, root: dict[str, Any], path: str, seen: tuple[str, ...]) ->
             raise JobError(f"{path}: the reference {ref} points nowhere")
         node = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
     if isinstance(node.get("allOf"), list) and len(node["allOf"]) == 1:
-        inner = _deref(node["allOf"][0], root, path, seen)
+        inner, seen = _follow(node["allOf"][0], root, path, seen)
         node = {**inner, **{k: v for k, v in node.items() if k != "allOf"}}
-    return node
+    return node, seen
 
 
 def _convert(node: Any, root: dict[str, Any], path: str, seen: tuple[str, ...]) -> FieldType:
-    node = _deref(node, root, path, seen)
-    seen = (*seen, *([node["$ref"]] if "$ref" in node else []))
+    node, seen = _follow(node, root, path, seen)
     for key in ("anyOf", "oneOf"):
         if key in node:
             options = node[key]
@@ -555,6 +559,9 @@ def from_sql(text: str) -> OutputSchema:
         ) from None
     schema_node = tree.this if isinstance(tree, exp.Create) else None
     defs = schema_node.expressions if isinstance(schema_node, exp.Schema) else []
+    for d in defs:
+        if isinstance(d, (exp.Identifier, exp.Column)):
+            raise JobError(f"output_schema column {d.name!r} has no type; write e.g. '{d.name} VARCHAR'")
     if not defs or not all(isinstance(d, exp.ColumnDef) for d in defs):
         raise JobError(
             f"output_schema {text!r} is not a column list; write it like 'sentiment VARCHAR, confidence DOUBLE'"
@@ -634,7 +641,7 @@ def _apply_check(t: FieldType, check: exp.Expression, name: str) -> FieldType:
     def bad() -> JobError:
         return JobError(
             f"output_schema column {name!r}: CHECK ({check.sql(dialect='duckdb')}) is not supported; use "
-            f"CHECK ({name} BETWEEN lo AND hi), CHECK ({name} >= lo) (or <=, >, <), CHECK (len({name}) <= n) "
+            f"CHECK ({name} BETWEEN lo AND hi), CHECK ({name} >= lo) (or <=, >, <), CHECK (len({name}) <= n) (or BETWEEN) "
             f"or CHECK ({name} IN ('a', 'b'))"
         )
 
@@ -668,6 +675,8 @@ def _apply_check(t: FieldType, check: exp.Expression, name: str) -> FieldType:
         if t.kind not in ("integer", "number"):
             raise bad()
         return _replace(t, minimum=number(check.args["low"]), maximum=number(check.args["high"]))
+    if isinstance(check, exp.Between) and is_len(check.this) and t.kind == "list":
+        return _replace(t, min_items=max(int(number(check.args["low"])), 0), max_items=int(number(check.args["high"])))
     comparisons = {exp.GTE: "minimum", exp.GT: "exclusive_minimum", exp.LTE: "maximum", exp.LT: "exclusive_maximum"}
     flipped = {"minimum": "maximum", "maximum": "minimum",
                "exclusive_minimum": "exclusive_maximum", "exclusive_maximum": "exclusive_minimum"}
