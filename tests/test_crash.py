@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import API_KEY, Warehouse, write_job
-from warehouse_batch.emulator import Emulator, EmulatorConfig
+from warehouse_batch.emulator import Emulator
 from warehouse_batch.failpoints import ENV, POINTS
 
 ROWS = 60

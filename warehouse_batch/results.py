@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import duckdb
 
 from warehouse_batch import answers
 from warehouse_batch.jobs import Job
@@ -25,22 +24,6 @@ _MISSING = {
 def rows_table(job_name: str) -> str:
     """The table that holds a job's query rows as of its last run."""
     return f"{SCHEMA}.{quote_ident(job_name + '__rows')}"
-
-
-def check_file(store: Store, path: Path) -> int:
-    """Line count of a downloaded JSONL file; raises duckdb.Error if any line is cut off or not JSON."""
-    if path.stat().st_size == 0:
-        return 0
-    with open(path, "rb") as handle:
-        handle.seek(-1, 2)
-        if handle.read(1) != b"\n":
-            raise duckdb.InvalidInputException(f"{path.name} does not end with a newline (truncated download)")
-    return int(
-        store.scalar(
-            "SELECT count(*) FROM read_json(?, format = 'newline_delimited', columns = {custom_id: 'VARCHAR'})",
-            [str(path)],
-        )
-    )
 
 
 def load_batch(

@@ -26,10 +26,6 @@ from warehouse_batch.progress import NullReporter, Reporter
 from warehouse_batch.providers.openai import OpenAIBatchProvider
 from warehouse_batch.store import SCHEMA, Store
 
-#: Local batch states before the provider has a batch for the shard.
-UNSUBMITTED = ("written", "uploading", "uploaded", "creating")
-
-
 @dataclass
 class Counts:
     """How a job's rows and requests split up."""

@@ -148,7 +148,7 @@ class OpenAIBatchProvider:
         client = self._client.with_options(max_retries=0)
         shard_id = metadata[METADATA_SHARD_KEY]
         delay = 1.0
-        for attempt in range(self.max_retries + 3):
+        for _ in range(self.max_retries + 3):
             try:
                 batch = client.batches.create(
                     input_file_id=file_id,
