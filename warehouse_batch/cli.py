@@ -387,6 +387,10 @@ def demo(directory: Path) -> None:
 
     Creates DIR/reviews.duckdb from examples/reviews/reviews.csv, starts the emulator in-process,
     runs the review_sentiment job with --wait, and prints the joined result.
+
+    \b
+    Example:
+      warehouse-batch demo --dir /tmp/wb-demo
     """
     from warehouse_batch.demo import run_demo
 
