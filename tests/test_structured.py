@@ -168,3 +168,49 @@ def test_golden_output_lines_become_rows(warehouse: Warehouse, tmp_path: Path, c
         row = rows[custom_id]
         # Never a silent NULL: a row is completed, or failed with a code and a message.
         assert row["status"] == "completed" or (row["status"] == "failed" and row["error_code"] and row["error_message"])
+
+
+# -- the shipped examples run against the emulator, and the analyst's SQL of the docs works on them --
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = {
+    "reviews/review_sentiment_structured.sql": [
+        "SELECT sentiment, count(*) AS reviews, round(avg(confidence), 2) AS avg_confidence, round(avg(stars), 2) AS avg_stars "
+        "FROM review_sentiment_structured WHERE status = 'completed' GROUP BY sentiment ORDER BY reviews DESC",
+        "SELECT phrase, count(*) AS n FROM (SELECT unnest(key_phrases) AS phrase FROM review_sentiment_structured "
+        "WHERE sentiment = 'Negative') GROUP BY phrase ORDER BY n DESC LIMIT 10",
+        "SELECT status, error_code, count(*) FROM review_sentiment_structured GROUP BY ALL",
+    ],
+    "reviews/review_sentiment_columns.sql": [
+        "SELECT product, count_if(sentiment = 'Negative') AS negative, count(*) AS reviews "
+        "FROM review_sentiment_columns GROUP BY product ORDER BY negative DESC",
+    ],
+    "extraction/extract_invoices.sql": [
+        "SELECT custom_id AS doc_id, vendor, invoice_date, currency, total, len(line_items) AS items "
+        "FROM invoice_fields WHERE status = 'completed' AND is_invoice ORDER BY invoice_date",
+        "SELECT custom_id AS doc_id, unnest(line_items, recursive := true) FROM invoice_fields WHERE status = 'completed'",
+        "SELECT currency, sum(total) AS total FROM invoice_fields WHERE is_invoice GROUP BY currency",
+    ],
+    "reviews/review_embeddings.sql": [
+        "SELECT a.custom_id, b.custom_id AS similar, list_cosine_similarity(a.embedding, b.embedding) AS similarity "
+        "FROM review_embeddings a JOIN review_embeddings b ON a.custom_id < b.custom_id ORDER BY similarity DESC LIMIT 5",
+        "SELECT custom_id, embedding::FLOAT[256] AS vec FROM review_embeddings",
+    ],
+    "reviews/review_moderation.sql": [
+        "SELECT custom_id, product, harassment, violence, category_scores.violence AS violence_score "
+        "FROM review_moderation WHERE flagged",
+        "SELECT count_if(flagged) AS flagged, count(*) AS reviews FROM review_moderation",
+    ],
+}
+
+
+@pytest.mark.parametrize("example", sorted(EXAMPLES))
+def test_examples_run_against_the_emulator(warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch, example: str) -> None:
+    monkeypatch.chdir(REPO)  # the example queries read their CSV relative to the repository root
+    job = Job.from_file(REPO / "examples" / example)
+    report = warehouse.cli_json("run", f"examples/{example}", "--wait", "--poll-interval", "0.05")[0]
+    assert report["statuses"].get("completed", 0) >= 10, report["statuses"]
+    table = job.target_table
+    counts = warehouse.sql(f"SELECT count(*), count_if(status = 'completed') FROM {table}")[0]
+    assert counts[0] == counts[1] and counts[0] >= 10  # the emulator answers every example row well
+    for query in EXAMPLES[example]:
+        assert warehouse.sql(query) is not None
