@@ -1,0 +1,109 @@
+{#-
+  The llm_batch materialization: the model is a SELECT with custom_id and prompt / messages / input;
+  its config carries the job options (model, system, params, output_schema, max_cost_usd, ...) and
+  wait_timeout (seconds to block; default 0). Each run:
+
+    1. commits whatever pre-hooks wrote, because the library reads committed data only;
+    2. calls warehouse_batch_sync('<json>') once: the plugin's UDF collects finished batches,
+       submits requests never submitted, and publishes rows ⋈ results into the library's own
+       table, all on its own cursor (spend records never ride on dbt's transaction);
+    3. commits, so the next statement sees what the sync wrote;
+    4. builds the model's table from the library's table, swapping it in like a `table` model.
+
+  `dbt run --empty` publishes the columns with no rows and calls no provider; `dbt compile`,
+  `dbt show` and `dbt ls` never run a materialization, so they send nothing.
+-#}
+{% materialization llm_batch, adapter='duckdb', supported_languages=['sql'] %}
+
+  {%- set existing_relation = load_cached_relation(this) -%}
+  {%- set target_relation = this.incorporate(type='table') -%}
+  {%- set intermediate_relation = make_intermediate_relation(target_relation) -%}
+  {%- set preexisting_intermediate_relation = load_cached_relation(intermediate_relation) -%}
+  {%- set backup_relation_type = 'table' if existing_relation is none else existing_relation.type -%}
+  {%- set backup_relation = make_backup_relation(target_relation, backup_relation_type) -%}
+  {%- set preexisting_backup_relation = load_cached_relation(backup_relation) -%}
+  {%- set grant_config = config.get('grants') -%}
+
+  {{ drop_relation_if_exists(preexisting_intermediate_relation) }}
+  {{ drop_relation_if_exists(preexisting_backup_relation) }}
+
+  {{ run_hooks(pre_hooks, inside_transaction=False) }}
+  {{ run_hooks(pre_hooks, inside_transaction=True) }}
+
+  {#-- 1. is the plugin there? (this query also opens the transaction that commits the pre-hooks) --#}
+  {%- set found = run_query("select count(*) from duckdb_functions() where function_name = 'warehouse_batch_sync'") -%}
+  {% do adapter.commit() %}
+  {%- if found.columns[0].values()[0] == 0 -%}
+    {{ exceptions.raise_compiler_error(
+        "llm_batch needs the warehouse_batch plugin in this profile. Add to the dbt-duckdb output in "
+        ~ "profiles.yml:\n  plugins:\n    - module: warehouse_batch.dbt.plugin\n      alias: warehouse_batch\n"
+        ~ "and install the library with its dbt extra: pip install 'warehouse-batch[dbt]'") }}
+  {%- endif -%}
+
+  {#-- 2. the sync: once per model, with the compiled SQL and the model's config --#}
+  {%- set request = {
+      'relation': target_relation.render(),
+      'schema': target_relation.schema,
+      'identifier': target_relation.identifier,
+      'sql': compiled_code,
+      'config': model.config,
+      'empty': (flags.EMPTY | default(false)) is true,
+  } -%}
+  {%- set payload = tojson(request) -%}
+  {%- if payload is none -%}
+    {{ exceptions.raise_compiler_error("llm_batch: the config of " ~ this ~ " cannot be written as JSON") }}
+  {%- endif -%}
+  {%- set synced = run_query("select warehouse_batch_sync('" ~ (payload | replace("'", "''")) ~ "') as report") -%}
+  {#-- 3. commit: the next statement must see the table the sync just published --#}
+  {% do adapter.commit() %}
+  {%- set report = fromjson(synced.columns[0].values()[0]) -%}
+  {% do log(warehouse_batch.llm_batch_summary(this, report), info=True) %}
+
+  {#-- 4. build the model from the library's table --#}
+  {% call statement('main') -%}
+    create table {{ intermediate_relation }} as select * from {{ report['table'] }}
+  {%- endcall %}
+  {% if existing_relation is not none %}
+    {{ adapter.rename_relation(existing_relation, backup_relation) }}
+  {% endif %}
+  {{ adapter.rename_relation(intermediate_relation, target_relation) }}
+
+  {{ run_hooks(post_hooks, inside_transaction=True) }}
+
+  {% set should_revoke = should_revoke(existing_relation, full_refresh_mode=True) %}
+  {% do apply_grants(target_relation, grant_config, should_revoke=should_revoke) %}
+  {% do persist_docs(target_relation, model) %}
+
+  {{ adapter.commit() }}
+
+  {{ drop_relation_if_exists(backup_relation) }}
+
+  {{ run_hooks(post_hooks, inside_transaction=False) }}
+
+  {{ return({'relations': [target_relation]}) }}
+
+{% endmaterialization %}
+
+
+{#-- Any other adapter: say what is supported instead of failing somewhere obscure. --#}
+{% materialization llm_batch, default %}
+  {{ exceptions.raise_compiler_error(
+      "the llm_batch materialization runs on dbt-duckdb with the warehouse_batch plugin (adapter here: "
+      ~ adapter.type() ~ "). See docs/dbt.md of warehouse_batch.") }}
+{% endmaterialization %}
+
+
+{#-- One log line per model: rows by status, and what this run sent. --#}
+{% macro llm_batch_summary(relation, report) -%}
+  {%- set parts = [] -%}
+  {%- for status, n in report['statuses'].items() -%}
+    {%- do parts.append(n ~ ' ' ~ status) -%}
+  {%- endfor -%}
+  {%- if report.get('empty') -%}
+    llm_batch {{ relation }}: --empty, columns only, nothing sent
+  {%- else -%}
+    llm_batch {{ relation }}: {{ report['rows'] }} rows ({{ parts | join(', ') if parts else 'none' }}); {{ report['requests'] }} distinct requests: {{ report['cached'] }} answered before, {{ report['in_flight'] }} in flight, {{ report['sent'] }} sent now
+    {%- if report['held'] %}, {{ report['held'] }} held (submit is off){% endif -%}
+    ; job {{ report['job'] }}
+  {%- endif -%}
+{%- endmacro %}

@@ -1,0 +1,52 @@
+"""The dbt-duckdb plugin: how the `llm_batch` materialization reaches the library.
+
+Declare it in profiles.yml (values may use env_var; they arrive as strings and are coerced):
+
+    plugins:
+      - module: warehouse_batch.dbt.plugin
+        alias: warehouse_batch
+        config:
+          submit: "{{ env_var('WAREHOUSE_BATCH_SUBMIT', 'true') }}"   # false: collect only
+          poll_interval: 5
+
+When dbt opens the database, the plugin registers one side-effecting scalar function,
+`warehouse_batch_sync(request_json) -> report_json`. The materialization calls it once per model
+(`select warehouse_batch_sync('...')`); it runs `sync.sync_model` on a cursor of the database's
+own connection, so spend records commit independently of dbt's transaction. The API key comes
+from OPENAI_API_KEY only and is never part of the config.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from dbt.adapters.duckdb.plugins import BasePlugin
+from duckdb import DuckDBPyConnection
+from duckdb.sqltypes import VARCHAR
+
+from warehouse_batch.dbt.sync import Settings, sync_model
+
+UDF_NAME = "warehouse_batch_sync"
+
+
+class Plugin(BasePlugin):
+    """dbt-duckdb plugin: registers `warehouse_batch_sync` on every database dbt opens."""
+
+    settings: Settings
+
+    def initialize(self, plugin_config: dict[str, Any]) -> None:
+        # Without a `config:` entry dbt-duckdb passes the profile's DuckDB `settings` instead: not ours.
+        if self.creds is not None and plugin_config is getattr(self.creds, "settings", None):
+            plugin_config = {}
+        self.settings = Settings.from_config(plugin_config)
+
+    def configure_connection(self, conn: DuckDBPyConnection) -> None:
+        settings = self.settings
+
+        def warehouse_batch_sync(request: str) -> str:
+            # Runs on a DuckDB worker thread while dbt's cursor waits on this query; `conn` is the
+            # database's parent connection, of which sync_model takes a cursor of its own.
+            return json.dumps(sync_model(conn, request, settings), default=str)
+
+        conn.create_function(UDF_NAME, warehouse_batch_sync, [VARCHAR], VARCHAR, side_effects=True)

@@ -1,0 +1,309 @@
+"""One dbt model's step of the batch lifecycle: collect what finished, submit what is new, publish.
+
+The `llm_batch` materialization calls this through the plugin's `warehouse_batch_sync` UDF, once per
+model and run. Everything here writes through `Store(conn)`, a cursor of its own with auto-committed
+transactions, never through dbt's cursor: a model that fails later cannot roll spend records back.
+
+State lives in the library's metadata tables keyed by `request_hash`, not in the model's relation,
+so `--full-refresh`, a renamed model and two models asking the same question never pay twice.
+Nothing in this module imports dbt; it is plain library code over an open DuckDB connection.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+
+from warehouse_batch import results
+from warehouse_batch.batches import Batches
+from warehouse_batch.errors import ConfigError, JobError
+from warehouse_batch.jobs import OPTION_NAMES, TOP_LEVEL_PARAMS, Job
+from warehouse_batch.providers.openai import OpenAIBatchProvider
+from warehouse_batch.runner import Runner
+from warehouse_batch.store import SCHEMA, Store, quote_table
+
+#: Job options a model's config may set (the materialization sets name, query and table itself).
+MODEL_OPTIONS = tuple(sorted((set(OPTION_NAMES) - {"name", "query", "table"}) | set(TOP_LEVEL_PARAMS)))
+#: Config keys of the materialization itself, beside the job options.
+MATERIALIZATION_KEYS = ("wait_timeout", "job_name")
+#: Batch states of a shard written but not yet created at the provider (held or budget-deferred).
+UNSENT_STATES = ("written", "uploading", "uploaded", "creating")
+#: The library's copy of a dbt model's output lives here, beside the metadata tables.
+OUTPUT_SUFFIX = "__output"
+
+#: One sync at a time per process: dbt threads share one DuckDB database, and two syncs writing the
+#: metadata tables at once conflict (catalog write-write, duplicate keys). DuckDB runs UDFs on its own
+#: worker threads, so the lock must be process-wide, not per thread.
+LOCK = threading.Lock()
+
+_TRUE = {"true", "1", "yes", "on", "y", "t"}
+_FALSE = {"false", "0", "no", "off", "n", "f", ""}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The plugin's configuration (profiles.yml `plugins: [{module: ..., config: {...}}]`)."""
+
+    base_url: str | None = None  # default $OPENAI_BASE_URL, else OpenAI
+    submit: bool = True  # False: collect and publish only; new requests wait in written shards
+    poll_interval: float = 5.0  # seconds between polls while a model waits (wait_timeout > 0)
+    work_dir: str | None = None  # shard and result files; default <database>.warehouse_batch/
+    concurrency: int = 4  # provider calls in flight at once
+    http_timeout: float | None = None  # seconds per API call (default 120)
+    prices: str | None = None  # a JSON price list overriding the shipped one
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any] | None) -> Settings:
+        """Plugin config values arrive as strings (dbt renders them with Jinja): coerce and check them."""
+        config = dict(config or {})
+        fields = {f: getattr(cls, f) for f in cls.__dataclass_fields__}
+        unknown = sorted(set(config) - set(fields))
+        if unknown:
+            raise ConfigError(
+                f"unknown warehouse_batch plugin setting(s): {', '.join(unknown)}. "
+                f"Valid settings: {', '.join(sorted(fields))}"
+            )
+        values: dict[str, Any] = {}
+        for key, raw in config.items():
+            if raw is None or (isinstance(raw, str) and not raw.strip() and key != "submit"):
+                continue  # an unset env_var('X', '') means "use the default"
+            if key == "submit":
+                values[key] = as_bool(key, raw)
+            elif key == "concurrency":
+                values[key] = _as_number(key, raw, int, minimum=1)
+            elif key in ("poll_interval", "http_timeout"):
+                values[key] = _as_number(key, raw, float, minimum=0.01)
+            else:
+                values[key] = str(raw).strip()
+        return cls(**values)
+
+    def provider(self) -> OpenAIBatchProvider:
+        extra = {"timeout": self.http_timeout} if self.http_timeout else {}
+        return OpenAIBatchProvider(base_url=self.base_url, **extra)
+
+
+def as_bool(key: str, raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ConfigError(f"setting {key!r} must be true or false, got {raw!r}")
+
+
+def _as_number(key: str, raw: Any, kind: type, minimum: float) -> Any:
+    try:
+        value = kind(float(raw)) if kind is int else kind(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(f"setting {key!r} must be a number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"setting {key!r} must be at least {minimum}, got {raw!r}")
+    return value
+
+
+# -- the model → a job --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ModelRequest:
+    """What the materialization sends: the model's identity, compiled SQL and config."""
+
+    job: Job
+    relation: str
+    wait_timeout: float
+    empty: bool
+
+
+def job_name_for(schema: str, identifier: str) -> str:
+    """A job name from the model's relation: `<schema>__<identifier>`, made a valid job name.
+
+    Long names keep a readable prefix and end in a short hash, so two models never share a name."""
+    raw = f"{schema}__{identifier}"
+    name = re.sub(r"[^A-Za-z0-9_]", "_", raw)
+    if not re.match(r"[A-Za-z_]", name):
+        name = "m_" + name
+    if len(name) > 63 or name != raw:
+        digest = hashlib.sha256(raw.encode()).hexdigest()[:8]
+        name = f"{name[:54]}_{digest}"
+    return name
+
+
+def parse_request(text: str) -> ModelRequest:
+    """The UDF's JSON argument → a Job (its options from the model's config) and the sync settings."""
+    try:
+        request = json.loads(text)
+    except (TypeError, ValueError) as exc:
+        raise JobError(f"warehouse_batch_sync expects a JSON object, got {str(text)[:80]!r}: {exc}") from None
+    config = {k: v for k, v in (request.get("config") or {}).items() if v is not None}
+    relation = str(request.get("relation") or request.get("identifier"))
+    name = config.get("job_name") or job_name_for(str(request["schema"]), str(request["identifier"]))
+    options = {k: config[k] for k in MODEL_OPTIONS if k in config}
+    if "table" in config:
+        raise JobError(
+            f"model {relation}: config 'table' is not used by llm_batch (the model's own relation is the "
+            "output); use alias/schema to name it"
+        )
+    sql = str(request.get("sql") or "").strip().rstrip(";").strip()
+    try:
+        job = Job.from_options(
+            {**options, "name": name, "query": sql, "table": f"{SCHEMA}.{name}{OUTPUT_SUFFIX}"}
+        )
+    except JobError as exc:
+        raise JobError(f"model {relation}: {exc}") from None
+    wait = config.get("wait_timeout", 0) or 0
+    try:
+        wait_timeout = float(wait)
+    except (TypeError, ValueError):
+        raise JobError(f"model {relation}: config 'wait_timeout' must be a number of seconds, got {wait!r}") from None
+    return ModelRequest(job, relation, max(0.0, wait_timeout), bool(request.get("empty")))
+
+
+# -- the sync -----------------------------------------------------------------------------------
+class _HeldBatches(Batches):
+    """Batches that write and record shards but never send them (plugin setting `submit: false`).
+
+    Held shards stay in state 'written'; the next run with submit on (or `warehouse-batch sync`)
+    sends them, and meanwhile their rows are `pending`."""
+
+    def submit(self, job_name: str | None = None) -> int:
+        return 0
+
+
+def sync_model(
+    conn: duckdb.DuckDBPyConnection,
+    request_text: str,
+    settings: Settings,
+    *,
+    lock: threading.Lock = LOCK,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, Any]:
+    """Collect the model's finished batches, run its job (submitting only new requests), publish.
+
+    With `wait_timeout` > 0, keep collecting until its rows are answered or the time is up; the
+    lock is released between polls so other models' syncs proceed. Returns a JSON-able summary."""
+    model = parse_request(request_text)
+    job = model.job
+    if model.empty:  # dbt run --empty: the relation's shape, no rows, no provider call at all
+        with lock, _open(conn, settings) as store:
+            return publish_shape(store, job)
+    deadline = time.monotonic() + model.wait_timeout
+    with lock, _open(conn, settings) as store:
+        runner = _runner(store, settings)
+        polled = _collect(runner, _related_jobs(store, job.name), settings)  # frees budget, fills the cache
+        report = runner.run(job)
+        _collect(runner, _related_jobs(store, job.name) - polled - {job.name}, settings)
+        results.publish(store, job)
+        summary = _summary(store, job, report.counts, settings)
+    while summary["live_batches"] and time.monotonic() < deadline:
+        sleep(max(0.0, min(settings.poll_interval, deadline - time.monotonic())))
+        with lock, _open(conn, settings) as store:
+            runner = _runner(store, settings)
+            _collect(runner, _related_jobs(store, job.name), settings)
+            results.publish(store, job)
+            summary = _summary(store, job, report.counts, settings)
+    return summary
+
+
+def _open(conn: duckdb.DuckDBPyConnection, settings: Settings) -> Store:
+    return Store(conn, work_dir=settings.work_dir)
+
+
+def _runner(store: Store, settings: Settings) -> Runner:
+    runner = Runner(store, provider_factory=settings.provider, prices=settings.prices,
+                    concurrency=settings.concurrency)
+    if not settings.submit:
+        runner.batches = _HeldBatches(store, lambda: runner.provider, runner.reporter,
+                                      lambda name: _load_job(store, name), concurrency=settings.concurrency)
+    return runner
+
+
+def _load_job(store: Store, name: str) -> Job:
+    definition = store.scalar(f"SELECT definition FROM {SCHEMA}.jobs WHERE name = ?", [name])
+    return Job.from_options(json.loads(definition))
+
+
+def _related_jobs(store: Store, job_name: str) -> set[str]:
+    """Jobs whose unfinished batches hold requests this job's rows need (itself, a renamed model's
+    old job, another model that asked the same question first)."""
+    return {
+        row[0]
+        for row in store.execute(
+            f"""SELECT DISTINCT b.job_name FROM {SCHEMA}.job_rows AS jr
+                JOIN {SCHEMA}.requests AS r USING (request_hash)
+                JOIN {SCHEMA}.batches AS b ON b.shard_id = r.shard_id
+                WHERE jr.job_name = ? AND b.state <> 'collected'""",
+            [job_name],
+        ).fetchall()
+    }
+
+
+def _collect(runner: Runner, job_names: set[str], settings: Settings) -> set[str]:
+    """Poll, download and load the finished batches of these jobs; send their shards left unsent."""
+    for name in sorted(job_names):
+        ready = runner.batches.poll(name)
+        runner.batches.collect(ready)
+        runner.batches.submit(name)
+    return job_names
+
+
+def _summary(store: Store, job: Job, counts: Any, settings: Settings) -> dict[str, Any]:
+    table = quote_table(job.target_table)
+    statuses = dict(store.execute(f"SELECT status, count(*) FROM {table} GROUP BY 1 ORDER BY 1").fetchall())
+    live, held = store.one(
+        f"""SELECT count_if(b.state = 'submitted'), coalesce(sum(b.line_count) FILTER (WHERE b.state IN
+                   ({', '.join(repr(s) for s in UNSENT_STATES)})), 0)
+            FROM {SCHEMA}.batches AS b
+            WHERE b.state <> 'collected' AND b.shard_id IN (
+                SELECT r.shard_id FROM {SCHEMA}.job_rows AS jr JOIN {SCHEMA}.requests AS r USING (request_hash)
+                WHERE jr.job_name = ?)""",
+        [job.name],
+    )
+    return {
+        "job": job.name,
+        "table": table,
+        "rows": sum(statuses.values()),
+        "statuses": statuses,
+        "requests": counts.requests if counts else None,
+        "cached": counts.cached if counts else None,
+        "in_flight": counts.in_flight if counts else None,
+        "sent": (counts.to_submit if counts else 0) if settings.submit else 0,
+        "held": int(held or 0),
+        "live_batches": int(live or 0),
+        "submit": settings.submit,
+    }
+
+
+def publish_shape(store: Store, job: Job) -> dict[str, Any]:
+    """The output table with every column (query columns, typed answer columns, status…) and no rows.
+
+    For `dbt run --empty`: downstream models bind against the real columns; nothing is planned,
+    recorded or sent. Uses a scratch job name, so the job's own tables and records stay untouched."""
+    scratch = f"{job.name[:50]}__wb_empty"
+    shaped = Job.from_options({**job.to_options(), "name": scratch, "table": f"{SCHEMA}.{scratch}{OUTPUT_SUFFIX}"})
+    rows = results.rows_table(scratch)
+    try:
+        store.execute(
+            f"CREATE OR REPLACE TABLE {rows} AS SELECT *, CAST(NULL AS VARCHAR) AS __wb_request_hash "
+            f"FROM ({job.query}) AS q LIMIT 0"
+        )
+    except duckdb.Error as exc:
+        raise JobError(f"job {job.name}: the query fails in DuckDB: {str(exc).splitlines()[0]}") from None
+    try:
+        results.publish(store, shaped)
+    finally:
+        store.execute(f"DROP TABLE IF EXISTS {rows}")
+    return {"job": job.name, "table": quote_table(shaped.target_table), "rows": 0, "statuses": {}, "requests": 0,
+            "cached": 0, "in_flight": 0, "sent": 0, "held": 0, "live_batches": 0, "submit": False, "empty": True}
+
+
+def describe_settings(settings: Settings) -> str:
+    """One line for logs; never includes the API key (it is not a setting)."""
+    return ", ".join(f"{k}={getattr(settings, k)!r}" for k in settings.__dataclass_fields__)
