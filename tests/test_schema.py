@@ -13,6 +13,7 @@ import pytest
 from tests.conftest import Warehouse, write_job
 from warehouse_batch import schema
 from warehouse_batch.errors import JobError
+from warehouse_batch.jobs import Job
 
 SENTIMENT_JSON = {
     "type": "object",
@@ -277,3 +278,16 @@ def test_pydantic_job_works_from_any_working_directory(warehouse: Warehouse, job
     warehouse.cli("collect", "people")
     assert warehouse.sql("SELECT status, typeof(addresses) FROM people") == [
         ("completed", "STRUCT(city VARCHAR, postcode VARCHAR)[]")]
+
+
+def test_a_model_class_object_is_refused_with_the_reference_to_use(warehouse: Warehouse) -> None:
+    from pydantic import BaseModel
+
+    from warehouse_batch import api
+
+    class Answer(BaseModel):
+        text: str
+
+    job = Job(name="cls", query="SELECT 1 AS custom_id, 'x' AS prompt", model="gpt-4o-mini", output_schema=Answer)
+    with pytest.raises(JobError, match=r"output_schema='tests.test_schema:.*Answer'"):
+        api.plan(job, warehouse.db)

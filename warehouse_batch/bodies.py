@@ -133,6 +133,12 @@ def build(job: Job, columns: dict[str, str]) -> BodySQL:
 
 
 def _output_schema(job: Job) -> OutputSchema | None:
+    if isinstance(job.output_schema, type):  # the job definition is stored as JSON: keep a reference instead
+        model = job.output_schema
+        raise JobError(
+            f"job {job.name}: pass the model as output_schema='{model.__module__}:{model.__qualname__}' "
+            "(a string), so the job can be stored and re-run"
+        )
     output_schema = schema.load(job.output_schema)
     if output_schema is not None and job.endpoint not in schema.STRUCTURED_ENDPOINTS:
         raise JobError(
