@@ -83,6 +83,25 @@ def hook_failpoints(steps: Steps, t0: list[float], stop_at: str | None = None) -
     runner.failpoint = boundary
 
 
+def profile_sql(steps: Steps) -> None:
+    """Time every statement the library sends through `Store.execute` (in this process only).
+
+    Each statement is a step named by its first words, so the breakdown shows which SQL costs what.
+    Streaming reads (`con.sql(...).to_arrow_reader`) are not seen here; their callers are timed."""
+    import re
+
+    from warehouse_batch.store import Store
+
+    original = Store.execute
+
+    def execute(self, sql, params=None):
+        words = re.sub(r"\s+", " ", sql).strip()
+        with steps.step("SQL " + words[:110]):
+            return original(self, sql, params)
+
+    Store.execute = execute
+
+
 def peak_rss_mb() -> float:
     """Peak RSS of this process. VmHWM (Linux) belongs to the exec'd image alone; ru_maxrss would also
     carry the parent's RSS at fork time, which can exceed a small child's own peak."""
@@ -197,6 +216,8 @@ def run_child(script: str, key: str, args: argparse.Namespace, payload: dict[str
         cmd += ["--threads", str(args.threads)]
     if args.memory_limit:
         cmd += ["--memory-limit", args.memory_limit]
+    if getattr(args, "profile_sql", False):
+        cmd += ["--profile-sql"]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - t0
@@ -299,6 +320,9 @@ def environment() -> dict[str, Any]:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                              cwd=Path(__file__).parent)
         info["commit"] = out.stdout.strip()
+        pinned = Path(warehouse_batch.__file__).parent.parent / ".commit"
+        if pinned.exists():  # a `git archive` export pointed to by PYTHONPATH
+            info["library_commit"] = pinned.read_text().strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--", "warehouse_batch", "sql"], capture_output=True,
                                text=True, cwd=Path(__file__).parent)
         info["library_tree"] = "uncommitted changes" if dirty.stdout.strip() else "clean"

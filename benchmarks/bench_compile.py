@@ -72,6 +72,8 @@ def child(args) -> None:
     out = run_dir / "requests.jsonl"
     key = args.child
     steps = h.Steps()
+    if args.profile_sql and args.child == "wb":
+        h.profile_sql(steps)
 
     if key == "wb":
         from warehouse_batch import compile as compiler
@@ -197,6 +199,8 @@ def main() -> None:
     p.add_argument("--schema-mode", choices=("auto", "output_schema", "params"), default="auto",
                    help="answer format via the job's output_schema (typed columns) or a response_format param "
                         "(auto: output_schema when the library supports it)")
+    p.add_argument("--profile-sql", action="store_true",
+                   help="also time every SQL statement of warehouse_batch (Store.execute) in its breakdown")
     args = h.finish_args(p.parse_args())
     if args.child:
         child(args)

@@ -58,6 +58,8 @@ def child(args) -> None:
     from warehouse_batch.runner import Runner
 
     steps = h.Steps()
+    if args.profile_sql and args.child == "wb":
+        h.profile_sql(steps)
     steps.wrap(compiler, "compile_job", "compile_job")
     steps.wrap(Runner, "_persist", "persist")
     steps.wrap(shards, "write_shards", "write_shards")
@@ -92,6 +94,8 @@ def main() -> None:
     p.add_argument("--shard-size", type=int, default=50_000, help="max_requests_per_shard (default 50,000)")
     p.add_argument("--poll-interval", type=float, default=0.2, help="first poll interval, seconds (default 0.2)")
     p.add_argument("--schema-mode", choices=("auto", "output_schema", "params"), default="auto")
+    p.add_argument("--profile-sql", action="store_true",
+                   help="also time every SQL statement of warehouse_batch (Store.execute) in its breakdown")
     args = h.finish_args(p.parse_args())
     if args.quick and args.shard_size == 50_000:
         args.shard_size = 5_000  # keep "several batches" in the smoke run

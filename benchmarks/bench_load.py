@@ -69,6 +69,8 @@ def child(args) -> None:
     payload = json.loads(args.child_args)
     run_dir = Path(payload["run_dir"])
     steps = h.Steps()
+    if args.profile_sql and args.child == "wb":
+        h.profile_sql(steps)
     if args.child == "read_json":
         import duckdb
 
@@ -112,6 +114,8 @@ def main() -> None:
     p = h.parser(__doc__.splitlines()[1], 1_000_000)
     p.add_argument("--schema-mode", choices=("auto", "output_schema", "params"), default="auto",
                    help="typed columns via the job's output_schema, or a response_format param (auto: when supported)")
+    p.add_argument("--profile-sql", action="store_true",
+                   help="also time every SQL statement of warehouse_batch (Store.execute) in its breakdown")
     args = h.finish_args(p.parse_args())
     if args.child:
         child(args)

@@ -66,6 +66,8 @@ def child(args) -> None:
     from warehouse_batch.runner import Runner
 
     steps = h.Steps()
+    if args.profile_sql and args.child == "wb":
+        h.profile_sql(steps)
     steps.wrap(compiler, "compile_job", "compile_job (query → stage, bodies, sha256, validation)")
     steps.wrap(compiler, "_row_problems", "  of which row validation")
     steps.wrap(Runner, "_stage_counts", "stage counts (cached / in flight / to send)")
@@ -140,6 +142,8 @@ def main() -> None:
     p.add_argument("--prime", choices=("local", "emulator"), default="local",
                    help="how the first run gets its answers (default local: output files via Runner.collect)")
     p.add_argument("--schema-mode", choices=("auto", "output_schema", "params"), default="auto")
+    p.add_argument("--profile-sql", action="store_true",
+                   help="also time every SQL statement of warehouse_batch (Store.execute) in its breakdown")
     args = h.finish_args(p.parse_args())
     if args.child:
         child(args)
@@ -173,7 +177,7 @@ def main() -> None:
     table = []
     for m in measured:
         if m.skipped:
-            table.append([m.approach.label, m.skipped] + [""] * 5)
+            table.append([m.approach.label, m.skipped] + [""] * 4)
             continue
         e = m.extra()
         sent = f"{e['to_submit']} planned, {e['requests_received']} received" if "to_submit" in e else \
