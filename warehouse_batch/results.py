@@ -81,10 +81,17 @@ def publish(store: Store, job: Job) -> str:
     )
     if "." in job.target_table:
         store.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(job.target_table.split('.')[0])}")
-    store.execute(
-        read_sql("duckdb/publish.sql").format(
-            target=target, rows=rows, carried=carried, parse=answer.parse, answer_error=answer.error,
-            answer_message=answer.message, typed=typed,
+    with store.transaction():
+        store.execute(
+            read_sql("duckdb/publish.sql").format(
+                target=target, rows=rows, carried=carried, parse=answer.parse, answer_error=answer.error,
+                answer_message=answer.message, typed=typed,
+            )
         )
-    )
+        # The per-status counts travel with the table, so job_status and reports agree with it.
+        store.execute(f"DELETE FROM {SCHEMA}.job_counts WHERE job_name = ?", [job.name])
+        store.execute(
+            f"INSERT INTO {SCHEMA}.job_counts SELECT ?, status, count(*), sum(cost_usd) FROM {target} GROUP BY status",
+            [job.name],
+        )
     return job.target_table

@@ -386,13 +386,11 @@ class Runner:
     # -- reports ---------------------------------------------------------------------------
     def job_report(self, job_name: str) -> Report:
         job = self._job(job_name)
+        # As the output table shows them (written by publish), answer-level failures included.
         statuses = {
-            row["status"]: row["n"]
+            row["status"]: int(row["row_count"])
             for row in self.store.rows(
-                f"""SELECT coalesce(res.status, 'pending') AS status, count(*) AS n
-                    FROM {SCHEMA}.job_rows AS jr LEFT JOIN {SCHEMA}.results AS res USING (request_hash)
-                    WHERE jr.job_name = ? GROUP BY ALL ORDER BY 1""",
-                [job_name],
+                f"SELECT status, row_count FROM {SCHEMA}.job_counts WHERE job_name = ? ORDER BY status", [job_name]
             )
         }
         batches = self.store.rows(

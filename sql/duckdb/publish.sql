@@ -18,11 +18,14 @@ WITH joined AS (
            res.input_tokens AS __wb_input_tokens,
            res.output_tokens AS __wb_output_tokens,
            coalesce(res.batch_id, b.batch_id) AS __wb_batch_id,
-           res.completed_at AS __wb_completed_at
+           res.completed_at AS __wb_completed_at,
+           rc.cost_usd AS __wb_cost_usd,
+           req.attempts AS __wb_attempts
     FROM {rows} AS q
     LEFT JOIN warehouse_batch.results AS res ON res.request_hash = q.__wb_request_hash
     LEFT JOIN warehouse_batch.requests AS req ON req.request_hash = q.__wb_request_hash
     LEFT JOIN warehouse_batch.batches AS b ON b.shard_id = req.shard_id
+    LEFT JOIN warehouse_batch.result_costs AS rc ON rc.request_hash = q.__wb_request_hash
 ), parsed AS (
     SELECT *, {parse} AS __wb_parsed FROM joined
 ), judged AS (
@@ -41,6 +44,8 @@ SELECT {carried},
        __wb_model AS model,
        __wb_input_tokens AS input_tokens,
        __wb_output_tokens AS output_tokens,
+       __wb_cost_usd AS cost_usd,
+       __wb_attempts AS attempts,
        __wb_request_hash AS request_hash,
        __wb_batch_id AS batch_id,
        CASE WHEN __wb_status = 'completed' AND __wb_answer_error IS NULL THEN __wb_completed_at END AS completed_at
