@@ -41,10 +41,13 @@
   {%- endif -%}
 
   {#-- 2. the sync: once per model, with the compiled SQL and the model's config --#}
+  {%- set project_dir = flags.PROJECT_DIR | default(none) -%}
   {%- set request = {
       'relation': target_relation.render(),
       'schema': target_relation.schema,
       'identifier': target_relation.identifier,
+      'project_dir': (project_dir | string) if project_dir else none,
+      'path': model.original_file_path,
       'sql': compiled_code,
       'config': model.config,
       'empty': (flags.EMPTY | default(false)) is true,

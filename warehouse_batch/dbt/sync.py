@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -28,6 +29,7 @@ from warehouse_batch.errors import ConfigError, JobError
 from warehouse_batch.jobs import OPTION_NAMES, TOP_LEVEL_PARAMS, Job
 from warehouse_batch.providers.openai import OpenAIBatchProvider
 from warehouse_batch.runner import Runner
+from warehouse_batch.schema import anchor
 from warehouse_batch.store import SCHEMA, Store, quote_table
 
 #: Job options a model's config may set (the materialization sets name, query and table itself).
@@ -151,6 +153,10 @@ def parse_request(text: str) -> ModelRequest:
             f"model {relation}: config 'table' is not used by llm_batch (the model's own relation is the "
             "output); use alias/schema to name it"
         )
+    if isinstance(options.get("output_schema"), str):  # a .json file or Pydantic module beside the model
+        project = Path(request.get("project_dir") or Path.cwd())
+        model_dir = (project / str(request.get("path") or "")).parent
+        options["output_schema"] = anchor(anchor(options["output_schema"], model_dir), project)
     sql = str(request.get("sql") or "").strip().rstrip(";").strip()
     try:
         job = Job.from_options(
