@@ -126,11 +126,16 @@ def test_threads_share_requests_without_conflicts(project: DbtProject) -> None:
     project.add_model("llm/review_topic.sql", MODEL.format(system="Name the topic of this review.", extra=""))
     project.add_model("llm/review_summary.sql", MODEL.format(system="Summarise this review in five words.", extra=""))
     project.dbt("seed")
+    project.dbt("run", "--select", "+review_sentiment")  # asks first
     project.dbt("run", "--threads", "4")
     assert project.requests == 3 * asked
     assert set(project.counters()["custom_ids_received"].values()) == {1}
+    assert statuses(project, "review_sentiment_again") == {"pending": len(rows)}
 
+    # The copy's answers sit in the first model's batches: its own run collects them.
     project.emulator.advance(3600)
+    project.dbt("run", "--select", "review_sentiment_again")
+    assert statuses(project, "review_sentiment_again") == {"completed": len(rows)}
     project.dbt("run", "--threads", "4")
     for table in ("review_sentiment", "review_sentiment_again", "review_topic", "review_summary"):
         assert statuses(project, table) == {"completed": len(rows)}, table
