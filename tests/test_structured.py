@@ -158,8 +158,8 @@ def test_golden_output_lines_become_rows(warehouse: Warehouse, tmp_path: Path, c
             for i, line in enumerate(golden["outputs"])
         ), encoding="utf-8")
         with store.transaction():
-            results.load_batch(store, shard_id=shard_id, batch_id="batch_golden", batch_status="completed",
-                               files=[output], batch_errors=[])
+            results.load_batches(store, [{"shard_id": shard_id, "batch_id": "batch_golden", "status": "completed",
+                                          "files": [output], "errors": []}])
         results.publish(store, Job.from_file(job_path))
     rows = {r["custom_id"]: r for r in warehouse.rows(f"SELECT * FROM {golden['job']['name']}")}
     assert set(rows) == set(golden["expected"])

@@ -172,25 +172,22 @@ class Batches:
         return self.rows(job_name, f"state = 'submitted' AND status IN {_TERMINAL_SQL}")
 
     def collect(self, ready: list[Item]) -> None:
-        """Download every ready batch's files (in parallel), then load each in its own transaction."""
+        """Download every ready batch's files (in parallel), then load them all in one transaction."""
         if not ready:
             return
-        self.reporter.step("loading results", len(ready))
+        self.reporter.step("downloading results", len(ready))
+        loads = []
         for shard, files in self._parallel(self._download_all, ready):
-            failpoint("after_download")
-            errors = json.loads(shard["errors"]) if shard["errors"] else []
-            with self.store.transaction():
-                results.load_batch(
-                    self.store,
-                    shard_id=shard["shard_id"],
-                    batch_id=shard["batch_id"],
-                    batch_status=shard["status"],
-                    files=files,
-                    batch_errors=errors,
-                )
-                failpoint("mid_load")
-                self.set(shard["shard_id"], state="collected", collected_at=_now())
+            loads.append({**shard, "files": files, "errors": json.loads(shard["errors"]) if shard["errors"] else []})
             self.reporter.advance(1)
+        self.reporter.done()
+        failpoint("after_download")
+        self.reporter.step("loading results")
+        with self.store.transaction():
+            results.load_batches(self.store, loads)
+            failpoint("mid_load")
+            for shard in loads:
+                self.set(shard["shard_id"], state="collected", collected_at=_now())
         self.reporter.done()
 
     def _download_all(self, shard: Item) -> list[Path]:
@@ -246,8 +243,7 @@ class Batches:
         for shard in live:
             if not shard["batch_id"]:  # never reached the provider: the requests end cancelled
                 with self.store.transaction():
-                    results.load_batch(self.store, shard_id=shard["shard_id"], batch_id=None,
-                                       batch_status="cancelled", files=[], batch_errors=[])
+                    results.load_batches(self.store, [{**shard, "status": "cancelled", "files": [], "errors": []}])
                     self.set(shard["shard_id"], state="collected", status="cancelled", collected_at=_now())
 
     # -- progress --------------------------------------------------------------------------

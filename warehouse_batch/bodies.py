@@ -56,6 +56,11 @@ class BodySQL:
     body: str  # canonical JSON text of the request body
     model: str  # the model name (NULL when missing: a validation error)
     line_overhead: int  # bytes a JSONL line adds around the body, newline included
+    max_output: str  # the request's output-token ceiling (max_tokens & co.), NULL when it sets none
+
+
+#: Request parameters that cap output tokens, by endpoint family.
+MAX_OUTPUT_KEYS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
 
 
 def json_literal(value: Any) -> str:
@@ -103,7 +108,9 @@ def build(job: Job, columns: dict[str, str]) -> BodySQL:
     if input_column == "body":  # a full body, sent as given (its hash included)
         body = _json_text(_col("body"), columns["body"])
         model = f"json_extract_string({body}, '$.model')"
-        return BodySQL(input_column, body, model, line_overhead(job.endpoint))
+        max_output = "coalesce(" + ", ".join(
+            f"TRY_CAST(json_extract_string({body}, '$.{key}') AS BIGINT)" for key in MAX_OUTPUT_KEYS) + ")"
+        return BodySQL(input_column, body, model, line_overhead(job.endpoint), max_output)
 
     params.check_job_params(job.endpoint, job.params, has_schema=output_schema is not None)
     params.check_override_columns(job.endpoint, columns, OVERRIDE_COLUMNS)
@@ -129,7 +136,7 @@ def build(job: Job, columns: dict[str, str]) -> BodySQL:
         parts.append(sql_literal(f',"{key}":' + json.dumps(value, ensure_ascii=False, separators=(",", ":"))))
     parts.extend(_params(job, columns))
     body = "(" + " || ".join(parts) + " || '}')"
-    return BodySQL(input_column, body, model, line_overhead(job.endpoint))
+    return BodySQL(input_column, body, model, line_overhead(job.endpoint), _max_output(job, columns))
 
 
 def _output_schema(job: Job) -> OutputSchema | None:
@@ -157,6 +164,17 @@ def _check_output_columns(job: Job, columns: dict[str, str], input_column: str) 
             f"job {job.name}: the query's column(s) {', '.join(clashes)} clash with output column(s) of the same name "
             f"that the answer fills; rename them (e.g. SELECT {clashes[0]} AS source_{clashes[0]})"
         )
+
+
+def _max_output(job: Job, columns: dict[str, str]) -> str:
+    """The output-token ceiling without parsing the body: per-row columns, then job params."""
+    pieces = []
+    for key in MAX_OUTPUT_KEYS:
+        if key in columns:
+            pieces.append(f"TRY_CAST({_col(key)} AS BIGINT)")
+        if isinstance(job.params.get(key), int):
+            pieces.append(str(int(job.params[key])))
+    return f"coalesce({', '.join(pieces)})" if pieces else "CAST(NULL AS BIGINT)"
 
 
 def _chat_messages(input_column: str, columns: dict[str, str], system: str) -> str:

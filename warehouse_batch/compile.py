@@ -1,7 +1,10 @@
-"""Query → validated rows with request bodies and hashes, staged in a DuckDB temp table.
+"""Query → validated rows with request hashes, staged as the job's next rows table.
 
-Nothing here writes to the warehouse: the stage is a temp table that vanishes with the connection,
-so a query or row error leaves no state behind. `runner.py` persists a stage once it is valid.
+The query runs once, into `warehouse_batch."<job>__rows_next"`: its own columns plus the request
+hash, model, line size and token estimates (`__wb_*`), all computed in SQL. The request body is
+built only to be hashed and measured; it is not stored (the shard writer builds it again for the
+requests it sends). A query or row error drops the table, leaving no state behind; `runner.py`
+renames a valid stage over the job's rows table in the transaction that records the run.
 """
 
 from __future__ import annotations
@@ -16,9 +19,8 @@ from sqlglot.errors import ParseError
 from warehouse_batch import bodies, params
 from warehouse_batch.errors import JobError, ValidationError
 from warehouse_batch.jobs import Job
-from warehouse_batch.store import Store, quote_ident, sql_literal
+from warehouse_batch.store import SCHEMA, Store, quote_ident, sql_literal
 
-STAGE = "wb_stage"
 #: Columns the output table adds; a query column of the same name would be shadowed.
 OUTPUT_COLUMNS = (
     "content",
@@ -32,20 +34,26 @@ OUTPUT_COLUMNS = (
     "request_hash",
     "batch_id",
     "completed_at",
+    "cost_usd",
+    "attempts",
 )
 _SAMPLE = 10
 
 
 @dataclass(frozen=True)
 class Stage:
-    """A compiled job: the temp table `wb_stage` holds the query's rows plus `__wb_*` columns."""
+    """A compiled job: `table` holds the query's rows plus `__wb_*` columns."""
 
     job: Job
+    table: str  # quoted, schema-qualified
     columns: dict[str, str]  # the query's own columns → DuckDB type
     input_column: str
     row_count: int
     request_count: int
-    est_input_tokens: int
+
+
+def stage_table(job_name: str) -> str:
+    return f"{SCHEMA}.{quote_ident(job_name + '__rows_next')}"
 
 
 def check_query(job: Job) -> None:
@@ -92,7 +100,7 @@ def describe(store: Store, job: Job) -> dict[str, str]:
 
 
 def compile_job(store: Store, job: Job, *, nonce: str | None = None) -> Stage:
-    """Run the query once into the temp stage, build bodies and hashes in SQL, and validate every row.
+    """Run the query once into the stage table, hash the bodies in SQL, and validate every row.
 
     Raises JobError / ValidationError naming the columns or rows at fault; the stage is dropped then.
     """
@@ -100,36 +108,37 @@ def compile_job(store: Store, job: Job, *, nonce: str | None = None) -> Stage:
     columns = describe(store, job)
     _check_columns(job, columns)
     spec = bodies.build(job, columns)
+    table = stage_table(job.name)
+    salt = "" if nonce is None else " || " + sql_literal(chr(10) + nonce)
     try:
-        store.execute(f"DROP TABLE IF EXISTS temp.{STAGE}")
+        store.execute(f"DROP TABLE IF EXISTS {table}")
         store.execute(
             f"""
-            CREATE TEMP TABLE {STAGE} AS
-            SELECT *, sha256(__wb_body{'' if nonce is None else ' || ' + sql_literal(chr(10) + nonce)}) AS __wb_hash,
+            CREATE TABLE {table} AS
+            SELECT * EXCLUDE (__wb_body),
+                   sha256(__wb_body{salt}) AS __wb_request_hash,
                    CAST(ceil(strlen(__wb_body) / 4) AS BIGINT) AS __wb_tokens,
                    strlen(__wb_body) + {spec.line_overhead} AS __wb_line_bytes
             FROM (
-                SELECT q.*, CAST(q.custom_id AS VARCHAR) AS __wb_cid,
-                       {spec.body} AS __wb_body, {spec.model} AS __wb_model
+                SELECT q.*, CAST(q.custom_id AS VARCHAR) AS __wb_cid, {spec.body} AS __wb_body,
+                       {spec.model} AS __wb_model, {spec.max_output} AS __wb_max_output
                 FROM ({job.query}) AS q
             )
             """
         )
     except duckdb.Error as exc:
-        store.execute(f"DROP TABLE IF EXISTS temp.{STAGE}")
+        drop_stage(store, job)
         raise JobError(f"job {job.name}: building request bodies failed: {_first_line(exc)}") from None
-    problems = _row_problems(store, job, columns, spec.input_column)
+    problems = _row_problems(store, job, table, columns, spec.input_column)
     if problems:
-        store.execute(f"DROP TABLE IF EXISTS temp.{STAGE}")
+        drop_stage(store, job)
         raise ValidationError(problems)
-    row_count, request_count, tokens = store.one(
-        f"SELECT count(*), count(DISTINCT __wb_hash), coalesce(sum(__wb_tokens), 0) FROM {STAGE}"
-    )
-    return Stage(job, columns, spec.input_column, row_count, request_count, int(tokens))
+    row_count, request_count = store.one(f"SELECT count(*), count(DISTINCT __wb_request_hash) FROM {table}")
+    return Stage(job, table, columns, spec.input_column, row_count, request_count)
 
 
-def drop_stage(store: Store) -> None:
-    store.execute(f"DROP TABLE IF EXISTS temp.{STAGE}")
+def drop_stage(store: Store, job: Job) -> None:
+    store.execute(f"DROP TABLE IF EXISTS {stage_table(job.name)}")
 
 
 def _check_columns(job: Job, columns: dict[str, str]) -> None:
@@ -146,65 +155,76 @@ def _check_columns(job: Job, columns: dict[str, str]) -> None:
         )
 
 
-def _row_problems(store: Store, job: Job, columns: dict[str, str], input_column: str) -> list[str]:
-    """Every reason some rows cannot be sent, each naming up to 10 custom_ids and the count."""
+def _row_problems(store: Store, job: Job, table: str, columns: dict[str, str], input_column: str) -> list[str]:
+    """Every reason some rows cannot be sent, each naming up to 10 custom_ids and the count.
+
+    All rules are counted in one scan; examples are fetched only for the rules that fail."""
+    column = quote_ident(input_column)
+    rules: list[tuple[str, str]] = []  # (WHERE condition, what is wrong with those rows)
+    if input_column in ("prompt", "input") and columns[input_column].upper() == "VARCHAR":
+        rules.append((f"{column} IS NULL OR trim({column}) = ''", f"have a NULL or empty {input_column}"))
+    elif input_column in ("prompt", "input"):
+        rules.append((f"{column} IS NULL", f"have a NULL {input_column}"))
+    elif input_column == "messages" and columns["messages"].upper() in ("VARCHAR", "JSON"):
+        rules.append((
+            f"{column} IS NULL OR NOT json_valid({column}) OR json_type({column}) <> 'ARRAY' "
+            f"OR json_array_length({column}) = 0",
+            "have messages that are not a non-empty JSON array of chat messages",
+        ))
+    elif input_column == "messages":
+        rules.append((f"{column} IS NULL OR len({column}) = 0", "have NULL or empty messages"))
+    elif input_column == "body":
+        if columns["body"].upper() in ("VARCHAR", "JSON"):
+            rules.append((
+                f"{column} IS NULL OR NOT json_valid({column}) OR json_type({column}) <> 'OBJECT'",
+                "have a body that is not a JSON object",
+            ))
+            rules.append((
+                f"{column} IS NOT NULL AND json_valid({column}) AND json_extract(CAST({column} AS VARCHAR), '$.stream') = 'true'",
+                "ask for streaming, which the Batch API does not support (remove \"stream\": true)",
+            ))
+    if input_column != "body":  # per-row override values (temperature, max_tokens, ...) of the wrong type or range
+        rules += params.row_checks(job.endpoint, columns, bodies.OVERRIDE_COLUMNS)
+    # Only meaningful once the inputs themselves are sound: reported when the rules above all pass.
+    missing_model = "set 'model:' in the job" if input_column != "body" else "put \"model\" in each body"
+    later = [
+        ("__wb_model IS NULL OR trim(__wb_model) = ''", f"have no model ({missing_model}, or add a model column)"),
+        (f"__wb_line_bytes > {int(job.max_bytes_per_shard)}",
+         f"are larger than the shard limit of {job.max_bytes_per_shard:,} bytes"),
+        ("__wb_request_hash IS NULL", "could not be turned into a request body (a NULL in a required column)"),
+    ]
+    everything = rules + later
+    counts = store.one(
+        "SELECT count_if(__wb_cid IS NULL), "
+        + ", ".join(f"count_if(coalesce(({where}), false))" for where, _ in everything)
+        + f" FROM {table}"
+    )
     problems = []
-    null_ids = store.scalar(f"SELECT count(*) FROM {STAGE} WHERE __wb_cid IS NULL")
-    if null_ids:
-        problems.append(f"{null_ids} row(s) have a NULL custom_id; every row needs a unique, non-NULL custom_id")
+    if counts[0]:
+        problems.append(f"{counts[0]} row(s) have a NULL custom_id; every row needs a unique, non-NULL custom_id")
     dupes = store.execute(
-        f"SELECT __wb_cid, count(*) FROM {STAGE} WHERE __wb_cid IS NOT NULL "
+        f"SELECT __wb_cid, count(*) FROM {table} WHERE __wb_cid IS NOT NULL "
         "GROUP BY __wb_cid HAVING count(*) > 1 ORDER BY __wb_cid"
     ).fetchall()
     if dupes:
         shown = ", ".join(f"{_show(cid)} (×{n})" for cid, n in dupes[:_SAMPLE])
         more = f" and {len(dupes) - _SAMPLE} more" if len(dupes) > _SAMPLE else ""
         problems.append(f"{len(dupes)} custom_id value(s) appear more than once: {shown}{more}")
-
-    column = f"{STAGE}.{quote_ident(input_column)}"
-    if input_column in ("prompt", "input") and columns[input_column].upper() == "VARCHAR":
-        problems += offenders(store, f"{column} IS NULL OR trim({column}) = ''", f"have a NULL or empty {input_column}")
-    elif input_column in ("prompt", "input"):
-        problems += offenders(store, f"{column} IS NULL", f"have a NULL {input_column}")
-    elif input_column == "messages" and columns["messages"].upper() in ("VARCHAR", "JSON"):
-        problems += offenders(
-            store,
-            f"{column} IS NULL OR NOT json_valid({column}) OR json_type({column}) <> 'ARRAY' "
-            f"OR json_array_length({column}) = 0",
-            "have messages that are not a non-empty JSON array of chat messages",
-        )
-    elif input_column == "messages":
-        problems += offenders(store, f"{column} IS NULL OR len({column}) = 0", "have NULL or empty messages")
-    elif input_column == "body":
-        if columns["body"].upper() in ("VARCHAR", "JSON"):
-            problems += offenders(
-                store,
-                f"{column} IS NULL OR NOT json_valid({column}) OR json_type({column}) <> 'OBJECT'",
-                "have a body that is not a JSON object",
-            )
-        problems += offenders(store, "__wb_body IS NOT NULL AND (json_valid(__wb_body) AND json_extract(__wb_body, '$.stream') = 'true')",
-                               "ask for streaming, which the Batch API does not support (remove \"stream\": true)")
-
-    if input_column != "body":  # per-row override values (temperature, max_tokens, ...) of the wrong type or range
-        for where, what in params.row_checks(job.endpoint, columns, bodies.OVERRIDE_COLUMNS):
-            problems += offenders(store, where, what)
-
-    if not problems:
-        missing_model = "set 'model:' in the job" if input_column != "body" else "put \"model\" in each body"
-        problems += offenders(store, "__wb_model IS NULL OR trim(__wb_model) = ''", f"have no model ({missing_model}, or add a model column)")
-        problems += offenders(
-            store,
-            f"__wb_line_bytes > {int(job.max_bytes_per_shard)}",
-            f"are larger than the shard limit of {job.max_bytes_per_shard:,} bytes",
-        )
-        problems += offenders(store, "__wb_body IS NULL", "could not be turned into a request body (a NULL in a required column)")
+    failing = [rule for rule, count in zip(everything, counts[1:]) if count]
+    if any(rule in rules for rule in failing):
+        failing = [rule for rule in failing if rule in rules]
+    elif problems:
+        failing = []
+    for where, what in failing:
+        problems += offenders(store, table, where, what)
     return problems
 
 
-def offenders(store: Store, where: str, what: str) -> list[str]:
+def offenders(store: Store, table: str, where: str, what: str) -> list[str]:
+    """'N row(s) <what>: custom_id a, b, … and M more' for the rows of `table` matching `where`."""
     count, sample = store.one(
         f"SELECT count(*), list(__wb_cid ORDER BY __wb_cid) FILTER (WHERE __wb_cid IS NOT NULL)[1:{_SAMPLE}] "
-        f"FROM {STAGE} WHERE {where}"
+        f"FROM {table} WHERE coalesce(({where}), false)"
     )
     if not count:
         return []
@@ -221,4 +241,4 @@ def _first_line(exc: Exception) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
-__all__ = ["Stage", "check_query", "compile_job", "describe", "drop_stage", "sql_literal"]
+__all__ = ["Stage", "check_query", "compile_job", "describe", "drop_stage", "offenders", "stage_table"]

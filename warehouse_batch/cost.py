@@ -2,8 +2,9 @@
 
 Estimates are made in SQL over the compiled stage: input tokens are `ceil(body bytes / 4)` (an
 over-estimate for English prose, named as such wherever it is shown); output tokens are the
-request's `max_tokens` / `max_completion_tokens` / `max_output_tokens`, else 256 per request
-(0 for embeddings and moderations). Actual spend comes from each answer's `usage`.
+request's `max_tokens` / `max_completion_tokens` / `max_output_tokens` (see bodies.MAX_OUTPUT_KEYS),
+else 256 per request (0 for embeddings and moderations). Actual spend comes from each answer's
+`usage`.
 """
 
 from __future__ import annotations
@@ -57,40 +58,33 @@ def load_prices(store: Store, path: str | Path | None = None) -> None:
         store.con.executemany(f"INSERT INTO {SCHEMA}.prices VALUES (?, ?, ?, ?, ?)", rows)
 
 
-def output_tokens_sql(body: str, endpoint: str, default: int) -> str:
-    """SQL for a request's output-token ceiling: its max_tokens-like parameter, else `default`."""
-    if endpoint in ("/v1/embeddings", "/v1/moderations"):
-        return "0"
-    return (
-        f"coalesce(TRY_CAST(json_extract_string({body}, '$.max_tokens') AS BIGINT),"
-        f" TRY_CAST(json_extract_string({body}, '$.max_completion_tokens') AS BIGINT),"
-        f" TRY_CAST(json_extract_string({body}, '$.max_output_tokens') AS BIGINT), {int(default)})"
-    )
-
-
 def estimate(store: Store, todo_sql: str, endpoint: str) -> Estimate:
-    """Tokens and cost of the requests `todo_sql` selects from the stage (columns __wb_*)."""
-    output = output_tokens_sql("t.__wb_body", endpoint, DEFAULT_OUTPUT_TOKENS)
-    row = store.one(
+    """Tokens and cost of the requests `todo_sql` selects: one row per request with columns
+    model, input_tokens and max_output (NULL: no max_tokens set). Priced per model, not per row."""
+    default = 0 if endpoint in ("/v1/embeddings", "/v1/moderations") else DEFAULT_OUTPUT_TOKENS
+    output = "0" if default == 0 else f"coalesce(max_output, {default})"
+    rows = store.rows(
         f"""
         WITH todo AS ({todo_sql}),
-        priced AS (
-            SELECT t.__wb_hash, t.__wb_model AS model, t.__wb_tokens AS input_tokens, {output} AS output_tokens,
-                   p.input_per_1m, p.output_per_1m, p.batch_discount
-            FROM todo AS t
-            LEFT JOIN {SCHEMA}.prices AS p ON starts_with(t.__wb_model, p.model)
-            QUALIFY row_number() OVER (PARTITION BY t.__wb_hash ORDER BY length(p.model) DESC NULLS LAST) = 1
+        per_model AS (
+            SELECT model, count(*) AS requests, sum(input_tokens) AS input_tokens, sum({output}) AS output_tokens
+            FROM todo GROUP BY model
         )
-        SELECT count(*), coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0),
-               sum((input_tokens * input_per_1m + output_tokens * output_per_1m) * batch_discount / 1e6),
-               list(DISTINCT model ORDER BY model) FILTER (WHERE input_per_1m IS NULL)
-        FROM priced
+        SELECT m.model, m.requests, m.input_tokens, m.output_tokens,
+               (m.input_tokens * p.input_per_1m + m.output_tokens * p.output_per_1m) * p.batch_discount / 1e6 AS cost
+        FROM per_model AS m
+        LEFT JOIN {SCHEMA}.prices AS p ON starts_with(m.model, p.model)
+        QUALIFY row_number() OVER (PARTITION BY m.model ORDER BY length(p.model) DESC NULLS LAST) = 1
         """
     )
-    requests, input_tokens, output_tokens, cost, unpriced = row
-    unpriced = tuple(unpriced or ())
-    return Estimate(int(requests), int(input_tokens), int(output_tokens),
-                    None if unpriced else float(cost or 0.0), unpriced)
+    unpriced = tuple(sorted(str(r["model"]) for r in rows if r["cost"] is None))
+    return Estimate(
+        requests=sum(int(r["requests"]) for r in rows),
+        input_tokens=sum(int(r["input_tokens"] or 0) for r in rows),
+        output_tokens=sum(int(r["output_tokens"] or 0) for r in rows),
+        cost_usd=None if unpriced else float(sum(r["cost"] for r in rows)),
+        unpriced_models=unpriced,
+    )
 
 
 def check_limits(job: Job, estimate: Estimate) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -21,45 +22,70 @@ _MISSING = {
 }
 
 
+#: Our shard lines start with the custom_id (the request hash), so a line number maps back cheaply.
+_CUSTOM_ID = re.compile(rb'^\{"custom_id":"([0-9a-f]{64})"')
+
+
 def rows_table(job_name: str) -> str:
     """The table that holds a job's query rows as of its last run."""
     return f"{SCHEMA}.{quote_ident(job_name + '__rows')}"
 
 
-def load_batch(
-    store: Store,
-    *,
-    shard_id: str,
-    batch_id: str | None,
-    batch_status: str,
-    files: list[Path],
-    batch_errors: list[dict[str, Any]],
-) -> None:
-    """Store every answer of one batch; requests without a line get the batch's outcome. Call in a transaction."""
-    present = [str(p) for p in files if p.stat().st_size > 0]
-    if present:
-        store.execute(read_sql("duckdb/load_results.sql"), {"files": present, "batch_id": batch_id, "shard_id": shard_id})
-    status, code, message = _MISSING.get(batch_status, _MISSING["completed"])
-    if batch_status == "failed" and batch_errors:
-        lineless = [e for e in batch_errors if e.get("line") is None]
+def load_batches(store: Store, batches: list[dict[str, Any]]) -> None:
+    """Store every answer of the given batches in one statement; then give each request that got
+    no line its batch's outcome. Each item: shard_id, batch_id, status, files, errors, path (the
+    shard file). Call in a transaction."""
+    sources = [
+        {"file": str(f), "batch_id": b["batch_id"], "shard_id": b["shard_id"]}
+        for b in batches for f in b["files"] if f.stat().st_size > 0
+    ]
+    if sources:
+        store.execute(read_sql("duckdb/load_results.sql"),
+                      {"files": [s["file"] for s in sources], "sources": json.dumps(sources)})
+    for batch in batches:
+        _missing(store, batch)
+
+
+def _missing(store: Store, batch: dict[str, Any]) -> None:
+    errors = batch["errors"]
+    status, code, message = _MISSING.get(batch["status"], _MISSING["completed"])
+    if batch["status"] == "failed" and errors:
+        lineless = [e for e in errors if e.get("line") is None]
         if lineless:
             code = lineless[0].get("code") or code
         summary = "; ".join(
             f"{e.get('code')}: {e.get('message')}" + (f" (line {e['line']})" if e.get("line") else "")
-            for e in batch_errors[:3]
+            for e in errors[:3]
         )
         message = f"the batch failed validation: {summary}"
     store.execute(
         read_sql("duckdb/missing_results.sql"),
         {
-            "shard_id": shard_id,
-            "batch_id": batch_id,
+            "shard_id": batch["shard_id"],
+            "batch_id": batch["batch_id"],
             "status": status,
             "error_code": code,
             "error_message": message,
-            "line_errors": json.dumps([e for e in batch_errors if e.get("line") is not None]),
+            "line_errors": json.dumps(_line_errors(errors, batch.get("path"))),
         },
     )
+
+
+def _line_errors(errors: list[dict[str, Any]], shard_path: str | None) -> list[dict[str, Any]]:
+    """Validation errors that name a line, with the custom_id found on that line of the shard file."""
+    wanted = {int(e["line"]): e for e in errors if e.get("line") is not None}
+    if not wanted or not shard_path or not Path(shard_path).exists():
+        return []
+    found = []
+    with open(shard_path, "rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            if number in wanted:
+                match = _CUSTOM_ID.match(line)
+                if match:
+                    found.append({**wanted[number], "custom_id": match.group(1).decode()})
+                if len(found) == len(wanted):
+                    break
+    return found
 
 
 def publish(store: Store, job: Job) -> str:
@@ -71,7 +97,7 @@ def publish(store: Store, job: Job) -> str:
     rows = rows_table(job.name)
     target = quote_table(job.target_table)
     types = {r[0]: r[1] for r in store.execute(f"DESCRIBE {rows}").fetchall()}
-    carried = ", ".join(quote_ident(c) for c in types if c not in ("__wb_request_hash", "model"))
+    carried = ", ".join(quote_ident(c) for c in types if not c.startswith("__wb_") and c != "model")
     input_type = next((types[c] for c in ("input", "prompt") if c in types), None)
     answer = answers.answer_sql(job, input_type)
     typed = "".join(

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from warehouse_batch import compile as compiler
-from warehouse_batch import cost, results, retries, shards
+from warehouse_batch import bodies, cost, results, retries, shards
 from warehouse_batch.batches import Batches
 from warehouse_batch.errors import NotFoundError, ValidationError
 from warehouse_batch.failpoints import failpoint
@@ -97,22 +97,18 @@ class Runner:
 
     # -- plan ------------------------------------------------------------------------------
     def plan(self, job: Job) -> Report:
-        """Dry run: compile and validate, count what would be sent. Writes nothing."""
+        """Dry run: compile and validate, count what would be sent. Writes nothing that stays."""
         self.reporter.step("planning rows")
         stage = compiler.compile_job(self.store, job, nonce=None if job.cache else "dry-run")
         try:
             counts = self._stage_counts(stage)
             counts.shards = shards.plan_shards(
-                self.store,
-                self._todo_sql(f"SELECT DISTINCT __wb_hash AS request_hash FROM temp.{compiler.STAGE}",
-                               from_stage=True, endpoint=job.endpoint),
-                max_lines=job.max_requests_per_shard,
-                max_bytes=job.max_bytes_per_shard,
-                max_tokens=job.max_enqueued_tokens,
+                self.store, self._stage_todo_sql(stage), max_lines=job.max_requests_per_shard,
+                max_bytes=job.max_bytes_per_shard, max_tokens=job.max_enqueued_tokens,
             )
         finally:
             self.store.execute(f"DROP TABLE IF EXISTS temp.{shards.PLAN}")
-            compiler.drop_stage(self.store)
+            compiler.drop_stage(self.store, job)
         self.reporter.done()
         return Report(job=job.name, counts=counts, dry_run=True)
 
@@ -126,24 +122,25 @@ class Runner:
         try:
             counts = self._stage_counts(stage)
             cost.check_limits(job, self._estimate)
-            self._check_token_budget(job)
+            self._check_token_budget(stage)
             self._persist(job, run_id, stage, counts)
         finally:
-            compiler.drop_stage(self.store)
+            compiler.drop_stage(self.store, job)
         failpoint("after_plan")
         self.reporter.info(
             f"{counts.rows:,} rows → {counts.requests:,} distinct requests: {counts.cached:,} already answered, "
             f"{counts.in_flight:,} in flight, {counts.to_submit:,} to send"
         )
-        written = self._shard(job, run_id, self._todo_sql(f"SELECT request_hash FROM {SCHEMA}.job_rows WHERE job_name = '{job.name}'"))
+        written = self._shard(job, run_id, self._todo_sql(job))
         counts.shards = len(written)
         self.store.execute(
             f"UPDATE {SCHEMA}.runs SET shard_count = ?, status = 'submitted' WHERE run_id = ?", [len(written), run_id]
         )
         self.submit(job.name)
-        results.publish(self.store, job)
-        if wait:
-            self.wait(job.name, poll_interval=poll_interval, timeout=timeout)
+        if not wait:  # with --wait, the collect loop publishes
+            results.publish(self.store, job)
+        else:
+            self.wait(job.name, poll_interval=poll_interval, timeout=timeout, publish=True)
         report = self.job_report(job.name)
         report.run_id = run_id
         report.counts = counts
@@ -158,7 +155,7 @@ class Runner:
         """Split the stage's requests into cached / in flight / to submit, and estimate the latter."""
         cached, in_flight, to_submit = self.store.one(
             f"""
-            WITH hashes AS (SELECT DISTINCT __wb_hash AS h FROM temp.{compiler.STAGE})
+            WITH hashes AS (SELECT DISTINCT __wb_request_hash AS h FROM {stage.table})
             SELECT count_if(res.request_hash IS NOT NULL),
                    count_if(res.request_hash IS NULL AND b.state IS NOT NULL AND b.state <> 'collected'),
                    count_if(res.request_hash IS NULL AND (b.state IS NULL OR b.state = 'collected'))
@@ -168,31 +165,43 @@ class Runner:
             LEFT JOIN {SCHEMA}.batches AS b ON b.shard_id = req.shard_id
             """
         )
-        todo = f"""
-            SELECT DISTINCT ON (s.__wb_hash) s.* FROM temp.{compiler.STAGE} AS s
-            WHERE NOT EXISTS (SELECT 1 FROM {SCHEMA}.results AS x WHERE x.request_hash = s.__wb_hash)
-              AND NOT EXISTS (SELECT 1 FROM {SCHEMA}.requests AS r JOIN {SCHEMA}.batches AS b ON b.shard_id = r.shard_id
-                              WHERE r.request_hash = s.__wb_hash AND b.state <> 'collected')
-        """
-        self._estimate = cost.estimate(self.store, todo, stage.job.endpoint)
+        self._estimate = cost.estimate(self.store, self._stage_todo_sql(stage), stage.job.endpoint)
         return Counts(stage.row_count, stage.request_count, cached, in_flight, to_submit, 0,
                       self._estimate.input_tokens, self._estimate.output_tokens, self._estimate.cost_usd)
 
-    def _check_token_budget(self, job: Job) -> None:
+    def _stage_todo_sql(self, stage: compiler.Stage) -> str:
+        """The stage's distinct requests that have no result and sit in no live shard (before persisting)."""
+        endpoint = compiler.sql_literal(stage.job.endpoint)
+        return f"""
+            SELECT __wb_request_hash AS request_hash, {endpoint} AS endpoint, any_value(__wb_model) AS model,
+                   any_value(__wb_line_bytes) AS line_bytes, any_value(__wb_tokens) AS input_tokens,
+                   any_value(__wb_max_output) AS max_output,
+                   any_value(__wb_tokens) + coalesce(any_value(__wb_max_output), 0) AS tokens
+            FROM {stage.table} AS s
+            WHERE NOT EXISTS (SELECT 1 FROM {SCHEMA}.results AS x WHERE x.request_hash = s.__wb_request_hash)
+              AND NOT EXISTS (SELECT 1 FROM {SCHEMA}.requests AS r JOIN {SCHEMA}.batches AS b ON b.shard_id = r.shard_id
+                              WHERE r.request_hash = s.__wb_request_hash AND b.state <> 'collected')
+            GROUP BY __wb_request_hash
+        """
+
+    def _check_token_budget(self, stage: compiler.Stage) -> None:
         """A request that alone exceeds the enqueued-token budget could never be submitted: refuse it now."""
-        if job.max_enqueued_tokens is None:
+        budget = stage.job.max_enqueued_tokens
+        if budget is None:
             return
-        tokens = f"__wb_tokens + {cost.output_tokens_sql('__wb_body', job.endpoint, 0)}"
         problems = compiler.offenders(
-            self.store, f"{tokens} > {int(job.max_enqueued_tokens)}",
-            f"need more tokens (estimated input + max_tokens) than max_enqueued_tokens = {job.max_enqueued_tokens:,}",
+            self.store, stage.table, f"__wb_tokens + coalesce(__wb_max_output, 0) > {int(budget)}",
+            f"need more tokens (estimated input + max_tokens) than max_enqueued_tokens = {budget:,}",
         )
         if problems:
             raise ValidationError(problems)
 
     def _persist(self, job: Job, run_id: str, stage: compiler.Stage, counts: Counts) -> None:
-        """Record the job, its run, its rows and its new requests, all in one transaction."""
-        query_columns = ", ".join(f"s.{compiler.quote_ident(c)}" for c in stage.columns)
+        """Record the job, its run, its rows and its new requests, all in one transaction.
+
+        The stage becomes the job's rows table by a rename; job_rows and requests change only
+        where the rows did, so re-running an unchanged job writes almost nothing."""
+        rows = results.rows_table(job.name)
         with self.store.transaction():
             self.store.execute(
                 f"""
@@ -207,42 +216,39 @@ class Runner:
                 "in_flight_count, submitted_count) VALUES (?, ?, 'planned', ?, ?, ?, ?, ?)",
                 [run_id, job.name, counts.rows, counts.requests, counts.cached, counts.in_flight, counts.to_submit],
             )
+            self.store.execute(f"DROP TABLE IF EXISTS {rows}")
+            self.store.execute(f"ALTER TABLE {stage.table} RENAME TO {compiler.quote_ident(job.name + '__rows')}")
             self.store.execute(
-                f"CREATE OR REPLACE TABLE {results.rows_table(job.name)} AS "
-                f"SELECT {query_columns}, s.__wb_hash AS __wb_request_hash FROM temp.{compiler.STAGE} AS s"
+                f"""DELETE FROM {SCHEMA}.job_rows AS jr WHERE jr.job_name = $job AND NOT EXISTS (
+                        SELECT 1 FROM {rows} AS r WHERE r.__wb_cid = jr.custom_id AND r.__wb_request_hash = jr.request_hash)""",
+                {"job": job.name},
             )
-            self.store.execute(f"DELETE FROM {SCHEMA}.job_rows WHERE job_name = ?", [job.name])
             self.store.execute(
-                f"INSERT INTO {SCHEMA}.job_rows SELECT ?, __wb_cid, __wb_hash FROM temp.{compiler.STAGE}", [job.name]
+                f"""INSERT INTO {SCHEMA}.job_rows SELECT $job, r.__wb_cid, r.__wb_request_hash FROM {rows} AS r
+                    WHERE NOT EXISTS (SELECT 1 FROM {SCHEMA}.job_rows AS jr WHERE jr.job_name = $job
+                                      AND jr.custom_id = r.__wb_cid AND jr.request_hash = r.__wb_request_hash)""",
+                {"job": job.name},
             )
             self.store.execute(
                 f"""
-                INSERT INTO {SCHEMA}.requests (request_hash, endpoint, model, body, line_bytes, est_input_tokens,
+                INSERT INTO {SCHEMA}.requests (request_hash, endpoint, model, line_bytes, est_input_tokens,
                                                est_output_tokens, first_job)
-                SELECT DISTINCT ON (__wb_hash) __wb_hash, ?, __wb_model, __wb_body, __wb_line_bytes, __wb_tokens,
-                       {cost.output_tokens_sql("__wb_body", job.endpoint, 0)}, ?
-                FROM temp.{compiler.STAGE} AS s
-                WHERE NOT EXISTS (SELECT 1 FROM {SCHEMA}.requests AS r WHERE r.request_hash = s.__wb_hash)
+                SELECT __wb_request_hash, $endpoint, any_value(__wb_model), any_value(__wb_line_bytes),
+                       any_value(__wb_tokens), any_value(__wb_max_output), $job
+                FROM {rows} AS s
+                WHERE NOT EXISTS (SELECT 1 FROM {SCHEMA}.requests AS r WHERE r.request_hash = s.__wb_request_hash)
+                GROUP BY __wb_request_hash
                 """,
-                [job.endpoint, job.name],
+                {"endpoint": job.endpoint, "job": job.name},
             )
 
-    def _todo_sql(self, hashes_sql: str, *, from_stage: bool = False, endpoint: str | None = None) -> str:
-        """Requests among `hashes_sql` that have no result and sit in no live shard."""
-        if from_stage:  # dry run: requests may not be recorded yet, so read them from the stage
-            source = (
-                f"(SELECT DISTINCT ON (__wb_hash) __wb_hash AS request_hash, '{endpoint}' AS endpoint, "
-                f"__wb_model AS model, __wb_line_bytes AS line_bytes, __wb_tokens AS est_input_tokens, "
-                f"{cost.output_tokens_sql('__wb_body', endpoint or '', 0)} AS est_output_tokens, NULL AS shard_id "
-                f"FROM temp.{compiler.STAGE})"
-            )
-        else:
-            source = f"{SCHEMA}.requests"
+    def _todo_sql(self, job: Job) -> str:
+        """The job's requests that have no result and sit in no live shard."""
         return f"""
             SELECT r.request_hash, r.endpoint, r.model, r.line_bytes,
                    r.est_input_tokens + coalesce(r.est_output_tokens, 0) AS tokens
-            FROM {source} AS r
-            WHERE r.request_hash IN ({hashes_sql})
+            FROM {SCHEMA}.requests AS r
+            WHERE r.request_hash IN (SELECT __wb_request_hash FROM {results.rows_table(job.name)})
               AND NOT EXISTS (SELECT 1 FROM {SCHEMA}.results AS x WHERE x.request_hash = r.request_hash)
               AND NOT EXISTS (SELECT 1 FROM {SCHEMA}.batches AS b
                               WHERE b.shard_id = r.shard_id AND b.state <> 'collected')
@@ -251,20 +257,26 @@ class Runner:
     def _shard(self, job: Job, run_id: str, todo_sql: str, *, replace_results: bool = False) -> list[shards.ShardFile]:
         """Write shard files for the requests `todo_sql` selects, then record them in one transaction.
 
-        With replace_results (a retry), the requests' previous results are dropped in that same
+        Lines are built again from the job's rows table (bodies are never stored). With
+        replace_results (a retry), the requests' previous results are dropped in that same
         transaction, so each request is always either answered or in exactly one live shard."""
         count = shards.plan_shards(
             self.store, todo_sql, max_lines=job.max_requests_per_shard, max_bytes=job.max_bytes_per_shard,
             max_tokens=job.max_enqueued_tokens,
         )
         if count == 0:
+            self.store.execute(f"DROP TABLE IF EXISTS temp.{shards.PLAN}")
             return []
         prefix = f"{job.name}-{run_id}-"
         ids = {n: f"{prefix}{n:04d}" for n in range(1, count + 1)}
+        rows = results.rows_table(job.name)
+        columns = {r[0]: r[1] for r in self.store.execute(f"DESCRIBE {rows}").fetchall() if not r[0].startswith("__wb_")}
+        body = bodies.build(job, columns).body
         total = self.store.scalar(f"SELECT count(*) FROM temp.{shards.PLAN}")
         self.reporter.step("writing shards", total)
         try:
-            written = shards.write_shards(self.store, self.shard_dir(job.name), ids, progress=self.reporter.advance)
+            written = shards.write_shards(self.store, self.shard_dir(job.name), ids, rows=rows, body_sql=body,
+                                          progress=self.reporter.advance)
             self.reporter.done()
             failpoint("after_shards_written")
             with self.store.transaction():
@@ -275,20 +287,19 @@ class Runner:
                 self.store.execute(
                     f"""
                     UPDATE {SCHEMA}.requests AS r
-                    SET shard_id = ? || lpad(CAST(p.shard_no AS VARCHAR), 4, '0'), shard_line = p.line_no,
-                        attempts = r.attempts + 1
+                    SET shard_id = ? || lpad(CAST(p.shard_no AS VARCHAR), 4, '0'), attempts = r.attempts + 1
                     FROM temp.{shards.PLAN} AS p WHERE p.request_hash = r.request_hash
                     """,
                     [prefix],
                 )
                 tokens = dict(self.store.execute(
                     f"SELECT shard_no, sum(tokens) FROM temp.{shards.PLAN} GROUP BY shard_no").fetchall())
-                for no, f in zip(sorted(ids), written):
+                for f in written:
                     self.store.execute(
                         f"INSERT INTO {SCHEMA}.batches (shard_id, job_name, run_id, endpoint, model, path, line_count, "
                         "byte_count, sha256, est_tokens, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'written')",
                         [f.shard_id, job.name, run_id, f.endpoint, f.model, str(f.path), f.line_count, f.byte_count,
-                         f.sha256, tokens.get(no)],
+                         f.sha256, tokens.get(f.shard_no)],
                     )
         finally:
             self.store.execute(f"DROP TABLE IF EXISTS temp.{shards.PLAN}")
@@ -304,35 +315,43 @@ class Runner:
         """Upload and create batches for shards not yet submitted (resuming announced intents)."""
         return self.batches.submit(job_name)
 
-    def collect(self, job_name: str | None = None) -> int:
+    def collect(self, job_name: str | None = None, *, always_publish: bool = True) -> int:
         """Poll, download and load every finished batch, submit what is pending, republish the tables.
 
-        Collecting first frees enqueued-token budget for the shards still waiting."""
+        Collecting first frees enqueued-token budget for the shards still waiting. Tables are
+        rebuilt when answers arrived (or always, by default)."""
         ready = self.batches.poll(job_name)
         self.batches.collect(ready)
         self.batches.submit(job_name)
-        for name in self._job_names(job_name):
-            results.publish(self.store, self._job(name))
+        if ready or always_publish:
+            for name in self._job_names(job_name):
+                results.publish(self.store, self._job(name))
         return len(ready)
 
     def wait(self, job_name: str | None, *, poll_interval: float = 5.0, timeout: float | None = None,
-             max_interval: float = 60.0) -> None:
-        """Collect until no batch of the job is live (or `timeout` seconds pass), backing off between polls."""
+             max_interval: float = 60.0, publish: bool = True) -> None:
+        """Collect until no batch of the job is live (or `timeout` seconds pass), backing off between polls.
+
+        Output tables are rebuilt whenever answers arrive, and once at the end if none did."""
         deadline = None if timeout is None else time.monotonic() + timeout
         interval = poll_interval
+        published = False
         while True:
-            self.collect(job_name)
+            published |= self.collect(job_name, always_publish=False) > 0
             progress = self.batches.progress(job_name)
             if not progress["live_batches"]:
-                return
+                break
             eta = f", about {progress['eta_seconds']:,} s left" if progress["eta_seconds"] is not None else ""
             self.reporter.info(
                 f"{progress['live_batches']} batch(es) running: {progress['done']:,}/{progress['total']:,} requests done{eta}"
             )
             if deadline is not None and time.monotonic() + interval > deadline:
-                return
+                break
             time.sleep(interval)
             interval = min(interval * 1.5, max_interval)
+        if publish and not published:
+            for name in self._job_names(job_name):
+                results.publish(self.store, self._job(name))
 
     # -- retry -----------------------------------------------------------------------------
     def retry(self, job_name: str) -> Report:
@@ -346,15 +365,15 @@ class Runner:
             SELECT r.request_hash, r.endpoint, r.model, r.line_bytes,
                    r.est_input_tokens + coalesce(r.est_output_tokens, 0) AS tokens
             FROM {SCHEMA}.requests AS r JOIN {SCHEMA}.results AS res USING (request_hash)
-            WHERE r.request_hash IN (SELECT request_hash FROM {SCHEMA}.job_rows WHERE job_name = '{job.name}')
+            WHERE r.request_hash IN (SELECT __wb_request_hash FROM {results.rows_table(job.name)})
               AND r.attempts < {int(job.max_attempts)}
               AND {retries.RETRYABLE_SQL}
         """
         exhausted = self.store.scalar(
             f"""SELECT count(*) FROM {SCHEMA}.requests AS r JOIN {SCHEMA}.results AS res USING (request_hash)
-                WHERE r.request_hash IN (SELECT request_hash FROM {SCHEMA}.job_rows WHERE job_name = ?)
+                WHERE r.request_hash IN (SELECT __wb_request_hash FROM {results.rows_table(job.name)})
                   AND r.attempts >= ? AND {retries.RETRYABLE_SQL}""",
-            [job.name, job.max_attempts],
+            [job.max_attempts],
         )
         self.store.execute(
             f"INSERT INTO {SCHEMA}.runs (run_id, job_name, status) VALUES (?, ?, 'retry')", [run_id, job.name]

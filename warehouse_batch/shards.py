@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from warehouse_batch.failpoints import failpoint
 from warehouse_batch.store import SCHEMA, Store
@@ -19,6 +23,7 @@ PLAN = "wb_shard_plan"
 
 @dataclass(frozen=True)
 class ShardFile:
+    shard_no: int
     shard_id: str
     endpoint: str
     model: str | None
@@ -62,56 +67,64 @@ def plan_shards(store: Store, todo_sql: str, *, max_lines: int, max_bytes: int, 
             SELECT *, {token_slice} AS tslice FROM sliced
         )
         SELECT request_hash, endpoint, model, line_bytes, tokens,
-               dense_rank() OVER (ORDER BY endpoint, model, chunk, slice, tslice) AS shard_no,
-               row_number() OVER (PARTITION BY endpoint, model, chunk, slice, tslice ORDER BY request_hash) AS line_no
+               dense_rank() OVER (ORDER BY endpoint, model, chunk, slice, tslice) AS shard_no
         FROM budgeted
         """
     )
     return int(store.scalar(f"SELECT coalesce(max(shard_no), 0) FROM {PLAN}"))
 
 
-def write_shards(store: Store, directory: Path, shard_ids: dict[int, str], progress=None) -> list[ShardFile]:
+def write_shards(
+    store: Store,
+    directory: Path,
+    shard_ids: dict[int, str],
+    *,
+    rows: str,
+    body_sql: str,
+    progress: Callable[[int], None] | None = None,
+) -> list[ShardFile]:
     """Write the planned shards as `<directory>/<shard_id>.jsonl`, atomically, in one streaming pass.
 
+    Each line's body is built again, in SQL, from one row of `rows` (the job's rows table, aliased
+    `q`) that asks for that request. Lines come unordered and go to their shard's file as raw
+    Arrow bytes: no sort, no Python strings. Order inside a file carries no meaning (answers map
+    by custom_id; a validation error's line number is looked up in the file itself).
     The plan table stays; the caller records it and drops it."""
     directory.mkdir(parents=True, exist_ok=True)
     for stale in directory.glob("*.jsonl.tmp"):
         stale.unlink()  # left by a crash mid-write; never referenced by the store
+    plan = {no: (endpoint, model) for no, endpoint, model in store.execute(
+        f"SELECT DISTINCT shard_no, endpoint, model FROM {PLAN}").fetchall()}
     # A relation (not an executed cursor) streams to Arrow without an extra copy of the rows.
     reader = store.con.sql(
         f"""
-        SELECT p.shard_no, p.endpoint, p.model,
-               '{{"custom_id":"' || r.request_hash || '","method":"POST","url":' || to_json(r.endpoint)
-               || ',"body":' || r.body || '}}' || chr(10) AS line
-        FROM {PLAN} AS p JOIN {SCHEMA}.requests AS r USING (request_hash)
-        ORDER BY p.shard_no, p.line_no
+        WITH one_row AS (  -- rows sharing a request: build its body from any one of them
+            SELECT __wb_request_hash AS request_hash, min(__wb_cid) AS cid FROM {rows}
+            WHERE __wb_request_hash IN (SELECT request_hash FROM {PLAN}) GROUP BY ALL
+        )
+        SELECT p.shard_no,
+               '{{"custom_id":"' || p.request_hash || '","method":"POST","url":' || to_json(p.endpoint)
+               || ',"body":' || {body_sql} || '}}' || chr(10) AS line
+        FROM {PLAN} AS p JOIN one_row USING (request_hash) JOIN {rows} AS q ON q.__wb_cid = one_row.cid
         """
-    ).to_arrow_reader(20_000)
-    files: list[ShardFile] = []
-    current: _OpenShard | None = None
-    for batch in reader:
-        shard_nos = batch.column("shard_no").to_pylist()
-        lines = batch.column("line").to_pylist()
-        endpoints = batch.column("endpoint")
-        models = batch.column("model")
-        start = 0
-        # Split the Arrow batch into runs of equal shard_no, writing each run in one call.
-        for i in range(1, len(shard_nos) + 1):
-            if i < len(shard_nos) and shard_nos[i] == shard_nos[start]:
-                continue
-            no = shard_nos[start]
-            if current is None or current.shard_no != no:
-                if current is not None:
-                    files.append(current.finish())
-                current = _OpenShard(no, shard_ids[no], directory, endpoints[start].as_py(), models[start].as_py())
-            current.write(lines[start:i])
-            failpoint("mid_shard_write")
+    ).to_arrow_reader(50_000)
+    open_shards: dict[int, _OpenShard] = {}
+    try:
+        for batch in reader:
+            numbers, lines = batch.column("shard_no"), batch.column("line")
+            for no in pc.unique(numbers).to_pylist():
+                selected = lines if len(plan) == 1 else lines.filter(pc.equal(numbers, no))
+                shard = open_shards.get(no)
+                if shard is None:
+                    shard = open_shards[no] = _OpenShard(no, shard_ids[no], directory, *plan[no])
+                shard.write(selected)
+                failpoint("mid_shard_write")
             if progress:
-                progress(i - start)
-            start = i
-    if current is not None:
-        files.append(current.finish())
-    return files
+                progress(len(batch))
+        return [open_shards[no].finish() for no in sorted(open_shards)]
+    finally:
+        for shard in open_shards.values():
+            shard.close()
 
 
 class _OpenShard:
@@ -127,19 +140,40 @@ class _OpenShard:
         self.lines = 0
         self.bytes = 0
 
-    def write(self, lines: list[str]) -> None:
-        data = "".join(lines).encode("utf-8")
-        self.handle.write(data)
-        self.digest.update(data)
-        self.lines += len(lines)
-        self.bytes += len(data)
+    def write(self, lines: pa.Array | pa.ChunkedArray) -> None:
+        """Append lines (each ending in a newline) straight from their Arrow data buffers."""
+        chunks = lines.chunks if isinstance(lines, pa.ChunkedArray) else [lines]
+        for chunk in chunks:
+            data = _string_bytes(chunk)
+            self.handle.write(data)
+            self.digest.update(data)
+            self.lines += len(chunk)
+            self.bytes += len(data)
 
     def finish(self) -> ShardFile:
         self.handle.flush()
         os.fsync(self.handle.fileno())
         self.handle.close()
         os.replace(self.tmp, self.path)
-        return ShardFile(self.shard_id, self.endpoint, self.model, self.path, self.lines, self.bytes, self.digest.hexdigest())
+        return ShardFile(self.shard_no, self.shard_id, self.endpoint, self.model, self.path, self.lines, self.bytes,
+                         self.digest.hexdigest())
+
+    def close(self) -> None:
+        if not self.handle.closed:
+            self.handle.close()
+
+
+def _string_bytes(array: pa.Array) -> memoryview | bytes:
+    """The concatenated values of a string array, without building Python strings."""
+    if array.null_count:
+        raise ValueError("a request line is NULL; this is a bug in building request bodies")
+    if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
+        _, offsets, data = array.buffers()
+        width = "i" if pa.types.is_string(array.type) else "q"
+        positions = memoryview(offsets).cast(width)
+        start, end = positions[array.offset], positions[array.offset + len(array)]
+        return memoryview(data)[start:end]
+    return "".join(array.to_pylist()).encode("utf-8")  # other layouts (e.g. string_view): the slow road
 
 
 def file_sha256(path: Path) -> str:

@@ -1,5 +1,6 @@
--- Load one batch's downloaded output/error files into warehouse_batch.results.
--- Parameters: $files (list of paths), $batch_id, $shard_id.
+-- Load the downloaded output/error files of one or more batches into warehouse_batch.results.
+-- Parameters: $files (list of paths), $sources (JSON list of {file, batch_id, shard_id}: which batch
+-- each file belongs to). Lines whose custom_id is no request of that shard are ignored.
 -- An explicit STRUCT schema lets DuckDB parse each line once; keys a line lacks come back NULL, extra
 -- keys are ignored, so chat, responses, embeddings and moderation bodies share one reader.
 -- A completed answer is never overwritten (a late duplicate line cannot undo a paid result).
@@ -37,15 +38,15 @@ SELECT DISTINCT ON (custom_id)
     CASE WHEN NOT coalesce(response.status_code BETWEEN 200 AND 299, false) THEN
         coalesce(b.error.message, error.message) END AS error_message,
     response.request_id AS provider_request_id,
-    $batch_id AS batch_id,
-    $shard_id AS shard_id,
+    src.batch_id,
+    src.shard_id,
     current_timestamp AS completed_at,
     -- A vector that is not a list of numbers (e.g. base64 text) becomes a NULL item; publish flags it.
     CASE WHEN b.data IS NOT NULL THEN list_transform(list_sort(b.data), lambda d: TRY_CAST(d.embedding AS FLOAT[])) END
         AS embeddings
 FROM (
-    SELECT custom_id, response, error, response.body AS b
-    FROM read_json($files, format = 'newline_delimited', columns = {
+    SELECT custom_id, response, error, response.body AS b, filename
+    FROM read_json($files, format = 'newline_delimited', filename = true, columns = {
         id: 'VARCHAR',
         custom_id: 'VARCHAR',
         response: 'STRUCT(status_code INTEGER, request_id VARCHAR, body STRUCT(
@@ -65,7 +66,11 @@ FROM (
         error: 'STRUCT(code VARCHAR, message VARCHAR)'
     })
 ) AS lines
-WHERE custom_id IN (SELECT request_hash FROM warehouse_batch.requests WHERE shard_id = $shard_id)
+JOIN (
+    SELECT s ->> 'file' AS file, s ->> 'batch_id' AS batch_id, s ->> 'shard_id' AS shard_id
+    FROM (SELECT unnest(CAST($sources AS JSON[])) AS s)
+) AS src ON src.file = lines.filename
+JOIN warehouse_batch.requests AS req ON req.request_hash = lines.custom_id AND req.shard_id = src.shard_id
 ORDER BY custom_id, (response.status_code BETWEEN 200 AND 299) DESC
 ON CONFLICT (request_hash) DO UPDATE SET
     status = excluded.status, status_code = excluded.status_code, content = excluded.content,

@@ -1,7 +1,8 @@
 -- Requests of a collected shard that got no line in its files still end in exactly one state:
 -- the batch's own outcome (failed validation, expired, cancelled) or 'failed/missing_result'.
--- A validation error that names a line lands on that line's request.
--- Parameters: $shard_id, $batch_id, $status, $error_code, $error_message, $line_errors (JSON list).
+-- A validation error that names a line lands on that line's request (results.load_batch looks the
+-- line up in the shard file: $line_errors is a JSON list of {custom_id, code, message}).
+-- Parameters: $shard_id, $batch_id, $status, $error_code, $error_message, $line_errors.
 INSERT INTO warehouse_batch.results AS old
     (request_hash, status, error_code, error_message, batch_id, shard_id, completed_at)
 SELECT r.request_hash, $status,
@@ -9,10 +10,10 @@ SELECT r.request_hash, $status,
        $batch_id, $shard_id, current_timestamp
 FROM warehouse_batch.requests AS r
 LEFT JOIN (
-    SELECT CAST(e ->> 'line' AS INTEGER) AS line, e ->> 'code' AS code, e ->> 'message' AS message
+    SELECT e ->> 'custom_id' AS custom_id, any_value(e ->> 'code') AS code, any_value(e ->> 'message') AS message
     FROM (SELECT unnest(CAST($line_errors AS JSON[])) AS e)
-    WHERE e ->> 'line' IS NOT NULL
-) AS le ON le.line = r.shard_line
+    GROUP BY ALL
+) AS le ON le.custom_id = r.request_hash
 LEFT JOIN warehouse_batch.results AS x ON x.request_hash = r.request_hash
 WHERE r.shard_id = $shard_id
   AND (x.request_hash IS NULL OR (x.shard_id IS DISTINCT FROM $shard_id AND x.status <> 'completed'))

@@ -24,17 +24,17 @@ CREATE TABLE IF NOT EXISTS warehouse_batch.runs (
     shard_count     INTEGER
 );
 
--- One row per distinct request body. custom_id in the JSONL = request_hash.
+-- One row per distinct request body. custom_id in the JSONL = request_hash. The body itself is
+-- not stored: it is built from the job's rows whenever a shard is written (the shard files under
+-- the work directory are the record of what was sent).
 CREATE TABLE IF NOT EXISTS warehouse_batch.requests (
-    request_hash    VARCHAR PRIMARY KEY,    -- sha256 hex of body
+    request_hash    VARCHAR PRIMARY KEY,    -- sha256 hex of the canonical body text
     endpoint        VARCHAR NOT NULL,
     model           VARCHAR,
-    body            VARCHAR NOT NULL,       -- the canonical JSON text that was hashed
     line_bytes      BIGINT NOT NULL,        -- bytes of the JSONL line, newline included
-    est_input_tokens BIGINT NOT NULL,       -- ceil(bytes of prompt text / 4)
+    est_input_tokens BIGINT NOT NULL,       -- ceil(bytes of the body / 4)
     first_job       VARCHAR NOT NULL,
     shard_id        VARCHAR,                -- the shard it was last put in
-    shard_line      INTEGER,                -- its 1-based line in that shard
     attempts        INTEGER NOT NULL DEFAULT 0,
     created_at      TIMESTAMPTZ NOT NULL DEFAULT current_timestamp
 );
