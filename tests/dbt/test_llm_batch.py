@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from tests.dbt.conftest import DbtProject, distinct_prompts
 
 SENTIMENT_TYPE = "ENUM('Positive', 'Neutral', 'Negative')"
@@ -92,6 +94,11 @@ def test_reruns_pay_only_for_what_changed(project: DbtProject) -> None:
     log = project.log()
     assert "main__review_sentiment" in log and "main__review_mood" in log
     assert f"spend {asked + 1} paid request(s), $" in log
+
+    # The API key is in no artifact, log, shard, result file or table.
+    key = os.environ["OPENAI_API_KEY"].encode()
+    files = [p for root in (project.dir, project.db.parent) for p in root.rglob("*") if p.is_file()]
+    assert len(files) > 10 and not [p for p in files if key in p.read_bytes()]
 
 
 def test_compile_show_ls_and_empty_send_nothing(project: DbtProject) -> None:

@@ -23,7 +23,11 @@ from typing import Any
 
 from dbt.adapters.duckdb.plugins import BasePlugin
 from duckdb import DuckDBPyConnection
-from duckdb.sqltypes import VARCHAR
+
+try:
+    from duckdb.sqltypes import VARCHAR
+except ImportError:  # duckdb < 1.4
+    from duckdb.typing import VARCHAR
 
 from warehouse_batch.dbt.sync import Settings, sync_model
 
