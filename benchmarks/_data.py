@@ -155,16 +155,15 @@ def sample_body(job) -> str:
     """The library's request body for a one-row query whose prompt is a sentinel (in-memory warehouse)."""
     import duckdb
 
+    from warehouse_batch import bodies
     from warehouse_batch import compile as compiler
     from warehouse_batch.jobs import Job
     from warehouse_batch.store import Store
 
     one = Job.from_options({**job.to_options(), "query": f"SELECT 'x' AS custom_id, '{_SENTINEL}' AS prompt"})
     store = Store(duckdb.connect(":memory:"), work_dir=Path(tempfile.gettempdir()) / "wb-bench-unused")
-    compiler.compile_job(store, one)
-    body = store.scalar(f"SELECT __wb_body FROM temp.{compiler.STAGE}")
-    compiler.drop_stage(store)
-    return body
+    spec = bodies.build(one, compiler.describe(store, one))
+    return store.scalar(f"SELECT {spec.body} FROM ({one.query}) AS q")
 
 
 def resolve_schema_mode(mode: str) -> str:
@@ -285,6 +284,14 @@ class LocalProvider:
     def upload(self, path: Path, filename: str, *args: Any, **kwargs: Any) -> str:
         self._count("upload")
         return "file-" + Path(filename).stem
+
+    def find_files(self, *args: Any, **kwargs: Any) -> dict:
+        self._count("find_files")
+        return {}
+
+    def find_batches(self, *args: Any, **kwargs: Any) -> dict:
+        self._count("find_batches")
+        return {}
 
     def find_file(self, *args: Any, **kwargs: Any) -> None:
         self._count("find_file")

@@ -88,7 +88,7 @@ def child(args) -> None:
         steps.wrap(compiler, "compile_job", "compile_job (query → stage, bodies, sha256, validation)")
         steps.wrap(compiler, "_row_problems", "  of which row validation")
         steps.wrap(Runner, "_stage_counts", "stage counts (cached / in flight / to send)")
-        steps.wrap(Runner, "_persist", "persist (jobs, runs, rows table, job_rows, requests)")
+        steps.wrap(Runner, "_persist", "persist (jobs, runs, rename rows table, job_rows diff, requests)")
         steps.wrap(shards, "plan_shards", "plan_shards (window functions)")
         steps.wrap(shards, "write_shards", "write_shards (stream lines, sha256, fsync)")
         t0 = [0.0]
@@ -178,17 +178,19 @@ def verify_bodies(src: Path, job, template: tuple[str, str], rows: int = 2000) -
     from warehouse_batch.jobs import Job
     from warehouse_batch.store import Store
 
+    from warehouse_batch import bodies
+
     con = duckdb.connect(":memory:")
     con.execute(f"ATTACH '{src}' AS src (READ_ONLY)")
     store = Store(con, work_dir=Path("/nonexistent-wb-bench"))
     sample = Job.from_options({**job.to_options(), "query": job.query + f" ORDER BY id LIMIT {rows}"})
-    compiler.compile_job(store, sample)
+    body = bodies.build(sample, compiler.describe(store, sample)).body
     bad = store.scalar(
-        f"""SELECT count(*) FROM temp.{compiler.STAGE} AS s JOIN src.reviews AS r ON r.id = s.__wb_cid
+        f"""SELECT count(*) FROM (SELECT q.custom_id, {body} AS b FROM ({sample.query}) AS q) AS s
+            JOIN src.reviews AS r ON r.id = s.custom_id
             WHERE {_data.request_line_sql(template, 'r.id', 'r.review_text')}
-               <> '{{"custom_id":' || to_json(r.id) || ',"method":"POST","url":"{_data.ENDPOINT}","body":' || s.__wb_body || '}}'"""
+               <> '{{"custom_id":' || to_json(r.id) || ',"method":"POST","url":"{_data.ENDPOINT}","body":' || s.b || '}}'"""
     )
-    compiler.drop_stage(store)
     return f"{rows - bad:,}/{rows:,} sampled bodies byte-identical to baseline (a)" + ("" if bad == 0 else "  ← MISMATCH")
 
 
