@@ -136,3 +136,17 @@ def test_per_request_provider_error_lands_on_its_row(warehouse: Warehouse) -> No
     assert rows[1]["status"] == rows[3]["status"] == "completed"
     assert rows[2]["status"] == "failed" and rows[2]["error_code"] == "context_length_exceeded"
     assert rows[2]["error_message"] and rows[2]["content"] is None
+
+
+def test_answers_that_fail_on_their_own_count_as_failed_everywhere(warehouse: Warehouse, tmp_path: Path) -> None:
+    """A refused or off-schema answer is paid and cached, but its row is failed: in the table, the
+    report, the exit code and the job_status view alike."""
+    warehouse.sql("CREATE TABLE r AS SELECT * FROM (VALUES (1, 'fine'), (2, 'no [[emulator:refusal]]'), (3, 'ok')) t(id, txt)")
+    job = write_job(tmp_path / "typed.sql", {"name": "typed", "model": "gpt-4o-mini",
+                                              "output_schema": "label VARCHAR, score DOUBLE"},
+                    "SELECT id AS custom_id, txt AS prompt FROM r")
+    result = warehouse.cli("run", str(job), "--wait", "--poll-interval", "0.05", "--json", expect=5)
+    assert json.loads(result.stdout)[0]["statuses"] == {"completed": 2, "failed": 1}
+    assert warehouse.sql("SELECT custom_id, error_code FROM typed WHERE status = 'failed'") == [(2, "refusal")]
+    assert warehouse.sql("SELECT completed, failed, pending FROM warehouse_batch.job_status") == [(2, 1, 0)]
+    assert warehouse.sql("SELECT count(*) FROM typed WHERE cost_usd > 0 AND attempts = 1") == [(3,)]
