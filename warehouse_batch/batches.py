@@ -183,40 +183,49 @@ class Batches:
         self.reporter.done()
         failpoint("after_download")
         self.reporter.step("loading results")
-        with self.store.transaction():
-            results.load_batches(self.store, loads)
-            failpoint("mid_load")
+        try:
+            with self.store.transaction():
+                results.load_batches(self.store, loads)
+                failpoint("mid_load")
+                for shard in loads:
+                    self.set(shard["shard_id"], state="collected", collected_at=_now())
+        except duckdb.InvalidInputException as exc:  # a damaged line: discard the files, fetch them again
             for shard in loads:
-                self.set(shard["shard_id"], state="collected", collected_at=_now())
+                for path in shard["files"]:
+                    path.unlink(missing_ok=True)
+            raise ProviderError(
+                f"a downloaded result file could not be read ({str(exc).splitlines()[0]}); it was discarded. "
+                "Re-run collect to download it again",
+                transient=True,
+            ) from None
         self.reporter.done()
 
     def _download_all(self, shard: Item) -> list[Path]:
-        """The batch's output and error files, checked; fetched again while they look cut short."""
-        # Runs on a pool thread: checks use a cursor of their own, never the caller's connection.
-        with self.store.con.cursor() as cursor:
-            files: list[Path] = []
-            for _ in range(3):
-                files, lines = [], 0
-                for kind in ("output", "error"):
-                    file_id = shard[f"{kind}_file_id"]
-                    if file_id:
-                        path, count = self._download(cursor, shard, file_id, kind)
-                        files.append(path)
-                        lines += count
-                # A completed batch has a line per request; fewer means a download cut at a line boundary.
-                if shard["status"] != "completed" or not shard["total_count"] or lines >= shard["total_count"]:
-                    break
-            return files
+        """The batch's output and error files, checked; fetched again while they look cut short.
 
-    def _download(self, cursor: duckdb.DuckDBPyConnection, shard: Item, file_id: str, kind: str,
-                  attempts: int = 3) -> tuple[Path, int]:
+        Runs on a pool thread, so it touches files and the provider only, never the store."""
+        files: list[Path] = []
+        for _ in range(3):
+            files, lines = [], 0
+            for kind in ("output", "error"):
+                file_id = shard[f"{kind}_file_id"]
+                if file_id:
+                    path, count = self._download(shard, file_id, kind)
+                    files.append(path)
+                    lines += count
+            # A completed batch has a line per request; fewer means a download cut at a line boundary.
+            if shard["status"] != "completed" or not shard["total_count"] or lines >= shard["total_count"]:
+                break
+        return files
+
+    def _download(self, shard: Item, file_id: str, kind: str, attempts: int = 3) -> tuple[Path, int]:
         dest = self.result_dir(shard["job_name"]) / f"{shard['batch_id']}_{kind}.jsonl"
         last: Exception | None = None
         for _ in range(attempts):
             self.provider.download(file_id, dest)
             try:
-                return dest, check_download(cursor, dest)
-            except duckdb.Error as exc:
+                return dest, check_download(dest)
+            except ValueError as exc:
                 last = exc
                 dest.unlink(missing_ok=True)
         raise ProviderError(
@@ -314,16 +323,19 @@ class Batches:
             raise failure
 
 
-def check_download(con: duckdb.DuckDBPyConnection, path: Path) -> int:
-    """Line count of a downloaded JSONL file; raises duckdb.Error if a line is cut off or not JSON."""
-    if path.stat().st_size == 0:
-        return 0
+def check_download(path: Path) -> int:
+    """Line count of a downloaded JSONL file; ValueError if its last line is cut off.
+
+    A line that is not JSON is caught by the load itself (which then discards the files)."""
+    lines = 0
+    last = b"\n"
     with open(path, "rb") as handle:
-        handle.seek(-1, 2)
-        if handle.read(1) != b"\n":
-            raise duckdb.InvalidInputException(f"{path.name} does not end with a newline (truncated download)")
-    query = "SELECT count(*) FROM read_json(?, format = 'newline_delimited', columns = {custom_id: 'VARCHAR'})"
-    return int(con.execute(query, [str(path)]).fetchall()[0][0])
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            lines += block.count(b"\n")
+            last = block[-1:]
+    if last != b"\n":
+        raise ValueError(f"{path.name} does not end with a newline (truncated download)")
+    return lines
 
 
 def _now() -> datetime:

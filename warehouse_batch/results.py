@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -96,6 +97,11 @@ def publish(store: Store, job: Job) -> str:
     off-schema answer makes its row 'failed' with an error_code and keeps its raw content."""
     rows = rows_table(job.name)
     target = quote_table(job.target_table)
+    fingerprint = _fingerprint(store, job, rows)
+    if store.table_exists(job.target_table) and fingerprint == store.scalar(
+        f"SELECT published_fingerprint FROM {SCHEMA}.jobs WHERE name = ?", [job.name]
+    ):
+        return job.target_table  # built from exactly these rows, results, options and prices already
     types = {r[0]: r[1] for r in store.execute(f"DESCRIBE {rows}").fetchall()}
     carried = ", ".join(quote_ident(c) for c in types if not c.startswith("__wb_") and c != "model")
     input_type = next((types[c] for c in ("input", "prompt") if c in types), None)
@@ -120,4 +126,17 @@ def publish(store: Store, job: Job) -> str:
             f"INSERT INTO {SCHEMA}.job_counts SELECT ?, status, count(*), sum(cost_usd) FROM {target} GROUP BY status",
             [job.name],
         )
+        store.execute(f"UPDATE {SCHEMA}.jobs SET published_fingerprint = ? WHERE name = ?", [fingerprint, job.name])
     return job.target_table
+
+
+def _fingerprint(store: Store, job: Job, rows: str) -> str:
+    """A digest of everything the output table is built from: every value of the job's rows, the
+    results cache (any load bumps its count or newest timestamp), the job's options and the prices."""
+    rows_digest, results_state, prices_digest = store.one(
+        f"""SELECT (SELECT count(*) || ':' || coalesce(bit_xor(hash(q)), 0) FROM {rows} AS q),
+                   (SELECT count(*) || ':' || coalesce(CAST(max(completed_at) AS VARCHAR), '') FROM {SCHEMA}.results),
+                   (SELECT coalesce(bit_xor(hash(p)), 0) FROM {SCHEMA}.prices AS p)"""
+    )
+    definition = json.dumps(job.to_options(), sort_keys=True, default=str)
+    return hashlib.sha256(f"{rows_digest}|{results_state}|{prices_digest}|{definition}".encode()).hexdigest()
