@@ -4,7 +4,7 @@
     report = wb.run("examples/reviews/review_sentiment.sql", db="reviews.duckdb", wait=True)
 """
 
-from warehouse_batch.api import cancel, collect, plan, run, status, sync
+from warehouse_batch.api import cancel, collect, open_runner, plan, retry, run, status, sync
 from warehouse_batch.errors import (
     ConfigError,
     JobError,
@@ -31,7 +31,9 @@ __all__ = [
     "WarehouseBatchError",
     "cancel",
     "collect",
+    "open_runner",
     "plan",
+    "retry",
     "run",
     "status",
     "sync",
