@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from warehouse_batch.failpoints import failpoint
-from warehouse_batch.store import SCHEMA, Store
+from warehouse_batch.store import Store
 
 PLAN = "wb_shard_plan"
 
