@@ -361,20 +361,17 @@ class Runner:
         itself: fix the job, which changes the request), are left as they are."""
         job = self._job(job_name)
         run_id = _new_run_id()
+        retryable = f"""
+            FROM {SCHEMA}.requests AS r JOIN {SCHEMA}.results AS res USING (request_hash)
+            WHERE r.request_hash IN (SELECT __wb_request_hash FROM {results.rows_table(job.name)})
+              AND {retries.RETRYABLE_SQL}
+        """
         todo = f"""
             SELECT r.request_hash, r.endpoint, r.model, r.line_bytes,
                    r.est_input_tokens + coalesce(r.est_output_tokens, 0) AS tokens
-            FROM {SCHEMA}.requests AS r JOIN {SCHEMA}.results AS res USING (request_hash)
-            WHERE r.request_hash IN (SELECT __wb_request_hash FROM {results.rows_table(job.name)})
-              AND r.attempts < {int(job.max_attempts)}
-              AND {retries.RETRYABLE_SQL}
+            {retryable} AND r.attempts < {int(job.max_attempts)}
         """
-        exhausted = self.store.scalar(
-            f"""SELECT count(*) FROM {SCHEMA}.requests AS r JOIN {SCHEMA}.results AS res USING (request_hash)
-                WHERE r.request_hash IN (SELECT __wb_request_hash FROM {results.rows_table(job.name)})
-                  AND r.attempts >= ? AND {retries.RETRYABLE_SQL}""",
-            [job.max_attempts],
-        )
+        exhausted = self.store.scalar(f"SELECT count(*) {retryable} AND r.attempts >= {int(job.max_attempts)}")
         self.store.execute(
             f"INSERT INTO {SCHEMA}.runs (run_id, job_name, status) VALUES (?, ?, 'retry')", [run_id, job.name]
         )
