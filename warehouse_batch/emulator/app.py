@@ -348,14 +348,15 @@ def _sync_endpoint(path: str, op: str) -> Handler:
 # ------------------------------------------------------------------ admin
 
 async def admin_counters(request: Request) -> Response:
-    return JSONResponse(_engine(request).counters.snapshot())
+    return JSONResponse(await run_in_threadpool(_engine(request).counter_snapshot))
 
 
 async def admin_config(request: Request) -> Response:
     engine = _engine(request)
     if request.method == "POST":
         try:
-            engine.configure(**await _json(request))
+            fields = await _json(request)
+            await run_in_threadpool(engine.configure, **fields)  # may wait for queued batch preparation
         except (TypeError, ValueError) as exc:
             raise APIError(400, str(exc))
     return JSONResponse(engine.config.to_dict())

@@ -3,8 +3,29 @@
 Batches advance lazily: every API call first runs `_tick()`, which replays all
 state changes that became due up to the current emulated time, earliest event
 first (so the enqueued-token quota sees the batches that were running then).
-All answers were precomputed at create (execution.py), so a tick only does
+All answers are precomputed once per batch (execution.py), so a tick only does
 arithmetic, except when a batch reaches a terminal state and its files are joined.
+
+Background preparation. `POST /batches` only records the batch (status
+`validating`) and queues its input for one worker thread, which parses,
+validates and answers the batches in creation order, outside the lock, then
+installs `rec.prep`. A non-terminal batch whose `prep` is still None is
+"pending". The state machine is unchanged in meaning because events keep their
+clock times (`validate_due` etc.) and are still applied strictly in time order;
+only *when* they are applied changes:
+
+* a waiting tick (batch calls, advance, configure) that reaches a due event of a
+  pending batch waits on `_ready` (releasing the lock, bounded by WAIT_LIMIT)
+  until the worker installs it, then carries on. So with all delays 0 the first
+  retrieve after create still sees `completed`; with a validation_delay not yet
+  passed nothing waits, and a poll answers `validating` at once.
+* a non-waiting tick (file calls) stops at the first due event of a pending
+  batch; later events stay queued for the next tick, so the order is kept.
+  This keeps uploading the next file from waiting on the previous batch.
+
+Counters of received requests are added by the worker (for accepted batches
+only, as before); `counters()` waits for queued work so a snapshot taken after
+a create sees them. After a restart, non-terminal batches are queued again.
 """
 from __future__ import annotations
 
@@ -13,6 +34,8 @@ import math
 import os
 import shutil
 import threading
+import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +52,7 @@ from .validation import batch_error
 
 TERMINAL = frozenset({"failed", "completed", "expired", "cancelled"})
 BATCH_FILE_TTL = 30 * 86400  # batch input files expire after 30 days by default (§1.1)
+WAIT_LIMIT = 120.0  # real seconds a call waits for queued batch preparation before answering anyway
 
 
 @dataclass
@@ -76,6 +100,12 @@ class Engine:
     def __init__(self, config: EmulatorConfig) -> None:
         self.config = config
         self.lock = threading.RLock()
+        self._ready = threading.Condition(self.lock)  # notified when the worker installs a prep
+        # Work queue: (generation, record, input bytes or None if missing, config, count counters?)
+        self._queue: deque[tuple[int, BatchRecord, bytes | None, EmulatorConfig, bool]] = deque()
+        self._gen = 0  # bumped by reset(); stale work is dropped
+        self._busy = 0  # queued + running items of the current generation
+        self._worker: threading.Thread | None = None
         self.counters = Counters()
         self.faults = FaultRegistry()
         self._state_dir = Path(config.state_dir) if config.state_dir else None
@@ -104,11 +134,11 @@ class Engine:
         for path in sorted((self._state_dir / "batches").glob("*.json")):
             rec = BatchRecord(**json.loads(path.read_text()))
             self._seq = max(self._seq, rec.seq)
+            self.batches[rec.data["id"]] = rec
             if rec.status not in TERMINAL:
                 # Answers are deterministic, so recomputing them from the input file
-                # restores the batch exactly as it was.
-                rec.prep = self._prepare(rec.data["input_file_id"], rec.data["endpoint"], rec.data["id"])
-            self.batches[rec.data["id"]] = rec
+                # restores the batch exactly as it was (counters are not persisted).
+                self._enqueue(rec, self._input(rec.data["input_file_id"]), self.config, count=False)
 
     def _save(self, rec: BatchRecord) -> None:
         if not self._state_dir:
@@ -121,6 +151,10 @@ class Engine:
 
     def reset(self) -> None:
         with self.lock:
+            self._gen += 1  # work already running finishes but is not installed
+            self._queue.clear()
+            self._busy = 0
+            self._ready.notify_all()
             self.files.clear()
             if self._state_dir:
                 shutil.rmtree(self._state_dir / "batches", ignore_errors=True)
@@ -133,7 +167,7 @@ class Engine:
         with self.lock:
             if "state_dir" in fields and fields["state_dir"] != self.config.state_dir:
                 raise ValueError("state_dir cannot be changed on a running emulator")
-            self._tick()  # events due under the old settings happen under them
+            self._tick(wait=True)  # events due under the old settings happen under them
             self.config = self.config.updated(**fields)
             if "time_scale" in fields:
                 self.clock.set_scale(self.config.time_scale)
@@ -142,7 +176,7 @@ class Engine:
     def advance(self, seconds: float) -> float:
         with self.lock:
             self.clock.advance(seconds)
-            self._tick()
+            self._tick(wait=True)
             return self.clock.now()
 
     def now(self) -> int:
@@ -185,26 +219,83 @@ class Engine:
 
     # ------------------------------------------------------------ batches
 
-    def _prepare(self, file_id: str, endpoint: str, batch_id: str) -> Prepared:
+    def _input(self, file_id: str) -> bytes | None:
+        """The batch input file's bytes now, or None when it is missing/expired/not purpose=batch."""
+        now = self.now()
+        if not self.files.exists(file_id, now):
+            return None
+        rec = self.files.get(file_id, now)
+        return self.files.content(rec) if rec.purpose == "batch" else None
+
+    # ------------------------------------------------------------ background preparation
+
+    def _enqueue(self, rec: BatchRecord, content: bytes | None, config: EmulatorConfig, count: bool) -> None:
         with self.lock:
-            now = self.now()
-            rec = self.files.get(file_id, now) if self.files.exists(file_id, now) else None
-            content = self.files.content(rec) if rec is not None else None
-            config = self.config
-        if content is None or rec is None or rec.purpose != "batch":
-            return missing_file(file_id)
-        # Outside the lock: this is the one heavy step, and other calls may proceed.
-        return prepare(content, endpoint, batch_id, config)
+            self._queue.append((self._gen, rec, content, config, count))
+            self._busy += 1
+            if self._worker is None:
+                # One worker at a time; it exits when the queue is empty (no idle threads).
+                self._worker = threading.Thread(target=self._work, name="emulator-prepare", daemon=True)
+                self._worker.start()
+
+    def _work(self) -> None:
+        while True:
+            with self.lock:
+                if not self._queue:
+                    self._worker = None
+                    return
+                gen, rec, content, config, count = self._queue.popleft()
+            # Outside the lock: the heavy step; other calls proceed meanwhile.
+            try:
+                if content is None:
+                    prep = missing_file(rec.data["input_file_id"])
+                else:
+                    prep = prepare(content, rec.data["endpoint"], rec.data["id"], config)
+            except Exception as exc:  # noqa: BLE001 - never leave a batch pending forever
+                prep = Prepared(errors=[batch_error("server_error", f"The emulator could not prepare this batch: {exc}")])
+            del content
+            with self.lock:
+                if gen != self._gen:
+                    continue  # reset() since: forget it
+                rec.prep = prep
+                if count:
+                    self.counters.received(prep.received_ids)
+                    self.counters.add("requests_received", prep.received_lines - len(prep.received_ids))
+                prep.received_ids = []  # only needed for the counters
+                self._busy -= 1
+                self._ready.notify_all()
+
+    def _wait_until(self, done: Any, deadline: float) -> bool:
+        """With the lock held: wait (releasing it) until done() or the deadline; returns done()."""
+        while not done():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self._ready.wait(left)
+        return True
+
+    def _settled(self, rec: BatchRecord) -> bool:
+        """Prepared, or no longer this engine's batch (reset() meanwhile)."""
+        return rec.prep is not None or rec.status in TERMINAL or self.batches.get(rec.data["id"]) is not rec
+
+    def counter_snapshot(self) -> dict[str, Any]:
+        """Counters once queued batches are prepared, so requests_received & co. include them."""
+        with self.lock:
+            self._wait_until(lambda: self._busy == 0, time.monotonic() + WAIT_LIMIT)
+            return self.counters.snapshot()
+
+    # ------------------------------------------------------------ batches
 
     def create_batch(self, input_file_id: str, endpoint: str, completion_window: str,
                      metadata: dict[str, str] | None, output_ttl: int | None) -> dict[str, Any]:
         self.counters.add("batch_create_calls")
+        batch_id = ids.batch_id()
         with self.lock:
             created = self.clock.now()
             config = self.config
-        batch_id = ids.batch_id()
-        prep = self._prepare(input_file_id, endpoint, batch_id)
-        with self.lock:
+            # The input as it is now (an in-memory reference, or one file read with state_dir);
+            # a missing file fails the batch later, like the real API.
+            content = self._input(input_file_id)
             self._seq += 1
             c = int(created)
             data: dict[str, Any] = {
@@ -218,18 +309,17 @@ class Engine:
             }
             rec = BatchRecord(data=data, seq=self._seq, created=created,
                               validate_due=created + config.validation_delay,
-                              expires=float(c + config.completion_window_seconds), output_ttl=output_ttl, prep=prep)
+                              expires=float(c + config.completion_window_seconds), output_ttl=output_ttl)
             self.batches[batch_id] = rec
             self.counters.add("batches_created")
-            self.counters.received(prep.received_ids)
-            self.counters.add("requests_received", prep.received_lines - len(prep.received_ids))
             self._save(rec)
+            self._enqueue(rec, content, config, count=True)
             # Snapshot before any tick: the create answer is always `validating` (§2).
             return _snap(data)
 
     def get_batch(self, batch_id: str) -> dict[str, Any]:
         with self.lock:
-            self._tick()
+            self._tick(wait=True)
             return _snap(self._batch(batch_id).data)
 
     def _batch(self, batch_id: str) -> BatchRecord:
@@ -240,7 +330,7 @@ class Engine:
 
     def list_batches(self, after: str | None, limit: int) -> dict[str, Any]:
         with self.lock:
-            self._tick()
+            self._tick(wait=True)
             recs = sorted(self.batches.values(), key=lambda r: (r.created, r.seq), reverse=True)
             if after:
                 idx = next((i for i, r in enumerate(recs) if r.data["id"] == after), None)
@@ -249,7 +339,7 @@ class Engine:
 
     def cancel_batch(self, batch_id: str) -> dict[str, Any]:
         with self.lock:
-            self._tick()
+            self._tick(wait=True)
             rec = self._batch(batch_id)
             if rec.status in ("cancelling", "cancelled"):
                 return _snap(rec.data)  # idempotent (§7)
@@ -272,15 +362,25 @@ class Engine:
 
     # ------------------------------------------------------------ the state machine
 
-    def _tick(self) -> None:
-        """Apply every event due by now, earliest first; then refresh running counts."""
+    def _tick(self, wait: bool = False) -> None:
+        """Apply every event due by now, earliest first; then refresh running counts.
+
+        An event of a batch still being prepared (prep None) is applied once the worker
+        has installed it: with `wait`, the tick waits for that (bounded); without, it
+        stops there so no later event overtakes it (see the module docstring).
+        """
         now = self.clock.now()
+        deadline = time.monotonic() + WAIT_LIMIT
         while True:
             due = [(t, r.seq, r) for r in self.batches.values()
                    if r.status not in TERMINAL and (t := r.next_event()) is not None and t <= now]
             if not due:
                 break
             t, _, rec = min(due, key=lambda x: (x[0], x[1]))
+            if rec.prep is None:
+                if wait and self._wait_until(lambda r=rec: self._settled(r), deadline):
+                    continue  # the lock was released meanwhile: look again
+                break
             self._apply(rec, t)
             self._save(rec)
         for rec in self.batches.values():

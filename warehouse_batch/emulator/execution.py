@@ -1,7 +1,7 @@
 """Run a validated batch through the responder once, up front.
 
-The responder is pure, so every answer can be computed when the batch is created
-(parsing each line exactly once); the engine's clock then only decides how many
+The responder is pure, so every answer can be computed up front, by the engine's
+background worker right after the batch is created (parsing each line exactly once); the engine's clock then only decides how many
 of these precomputed results are visible. Polls stay O(1) per batch, and the
 output/error files are joined once when the batch reaches a terminal state.
 """

@@ -90,7 +90,7 @@ class Emulator:
         return self.app.state.engine  # type: ignore[no-any-return]
 
     def counters(self) -> dict[str, Any]:
-        return self.engine.counters.snapshot()
+        return self.engine.counter_snapshot()
 
     def configure(self, **fields: Any) -> EmulatorConfig:
         self.config = self.engine.configure(**fields)
