@@ -124,8 +124,10 @@ class Batches:
         return chosen
 
     def _create(self, todo: list[Item]) -> int:
+        """Create (or adopt) a batch for each shard; returns how many shards now have one."""
         if not todo:
             return 0
+        adopted = 0
         intents = [s for s in todo if s["state"] == "creating"]
         if intents:  # an announced batch may exist: adopt it rather than create another
             oldest = min((s["intent_at"] for s in intents if s["intent_at"]), default=None)
@@ -135,6 +137,7 @@ class Batches:
                 if shard["shard_id"] in found:
                     self.record(shard["shard_id"], found[shard["shard_id"]])
                     self.reporter.advance(1)
+                    adopted += 1
             todo = [s for s in todo if s["shard_id"] not in found]
         with self.store.transaction():
             for shard in todo:
@@ -155,7 +158,7 @@ class Batches:
         for shard, info in self._parallel(create, todo):
             failpoint("after_create")
             self.record(shard["shard_id"], info)
-        return len(intents) + len(todo) - len([s for s in todo if s in intents])
+        return adopted + len(todo)
 
     def record(self, shard_id: str, info: BatchInfo) -> None:
         self.set(shard_id, state="submitted", batch_id=info.id, submitted_at=_now())
