@@ -54,7 +54,7 @@ def run_demo(directory: Path, *, console: Console, reporter: Reporter) -> None:
         f"\n{report.counts.rows if report.counts else 0} rows → table review_sentiment ({counts}).\n"
         f"Warehouse: {db} (metadata in schema warehouse_batch: jobs, runs, requests, batches, results, job_status)\n"
         f"Shards and downloaded results: {store.work_dir}\n"
-        f"Try: duckdb {db} \"SELECT status, count(*) FROM review_sentiment GROUP BY ALL\"\n"
+        f"Try (with the duckdb CLI): duckdb {db} \"SELECT status, count(*) FROM review_sentiment GROUP BY ALL\"\n"
         "Run the demo again: every answer is cached, nothing is sent twice.",
         highlight=False,
     )
