@@ -57,3 +57,27 @@ def test_usage_errors_exit_2(warehouse: Warehouse) -> None:
     assert result.exit_code == 2 and "JOB_FILE" in result.output
     result = CliRunner().invoke(main, ["run", "--param", "novalue", "--name", "x", "--query", "SELECT 1"])
     assert result.exit_code == 2 and "KEY=VALUE" in result.output
+
+
+def test_emulator_command_serves_the_api_with_its_flags(tmp_path) -> None:
+    """`warehouse-batch emulator` in its own process: the SDK talks to it, rates from flags apply."""
+    import signal
+    import subprocess
+    import sys
+
+    from openai import OpenAI
+
+    from warehouse_batch.emulator import Emulator
+
+    with Emulator() as probe:
+        port = probe.port
+    process = subprocess.Popen([sys.executable, "-m", "warehouse_batch.cli", "emulator", "--port", str(port),
+                                "--refusal-rate", "1.0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert f"http://127.0.0.1:{port}/v1" in process.stdout.readline()
+        client = OpenAI(api_key="x", base_url=f"http://127.0.0.1:{port}/v1", max_retries=5)
+        answer = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+        assert answer.choices[0].message.refusal and answer.choices[0].message.content is None
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=10)

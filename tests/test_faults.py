@@ -70,3 +70,19 @@ def test_batch_cancelled_by_someone_else(warehouse: Warehouse) -> None:
     warehouse.cli("collect", "faulty", "--wait", "--poll-interval", "0.05", expect=5)
     statuses = dict(warehouse.sql("SELECT status, count(*) FROM faulty GROUP BY ALL"))
     assert statuses == {"completed": 23, "cancelled": 7}
+
+
+def test_download_garbled_in_the_middle_is_discarded_and_fetched_again(warehouse: Warehouse) -> None:
+    """Same size, same line count, final newline intact: only the load notices, rolls back, discards
+    the files and exits 4; the next collect downloads them again and loads every answer once."""
+    warehouse.emulator.configure(validation_delay=5, time_scale=0)
+    warehouse.cli(*RUN[:-3])
+    warehouse.emulator.advance(10)
+    warehouse.emulator.inject_fault(op="download_file", corrupt=True, times=1)
+    result = warehouse.cli("collect", "faulty", expect=4)
+    assert "could not be read" in result.output and "download it again" in result.output
+    assert warehouse.sql("SELECT count(*) FROM warehouse_batch.results") == [(0,)]  # nothing half-loaded
+    assert warehouse.sql("SELECT count(*) FROM warehouse_batch.batches WHERE state = 'collected'") == [(0,)]
+    warehouse.cli("collect", "faulty", "--wait", "--poll-interval", "0.05")
+    assert warehouse.sql("SELECT status, count(*) FROM faulty GROUP BY ALL") == [("completed", 30)]
+    assert warehouse.counters()["batches_created"] == 3

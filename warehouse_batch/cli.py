@@ -365,6 +365,13 @@ def cancel(job_name: str, db: str, **kw: Any) -> None:
 @click.option("--time-scale", type=float, default=1.0, show_default=True, help="Emulated seconds per real second.")
 @click.option("--completion-window", "completion_window_seconds", type=int, default=86400, show_default=True,
               help="Seconds until a batch expires.")
+@click.option("--error-rate", type=float, default=0.0, show_default=True, help="Fraction of requests answered HTTP 500.")
+@click.option("--refusal-rate", type=float, default=0.0, show_default=True, help="Fraction of answers refused.")
+@click.option("--truncate-rate", type=float, default=0.0, show_default=True,
+              help="Fraction of answers cut off (finish_reason length).")
+@click.option("--invalid-json-rate", type=float, default=0.0, show_default=True,
+              help="Fraction of structured answers that are not JSON.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Changes which requests the rates pick.")
 def emulator(host: str, port: int, state_dir: str | None, **timing: Any) -> None:
     """Serve an offline emulator of the OpenAI Files + Batch API (and chat/responses/embeddings).
 

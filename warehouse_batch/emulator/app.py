@@ -100,9 +100,11 @@ def operation(name: str, key: str) -> Callable[[Handler], Handler]:
                 await asyncio.sleep(fault.delay)
             if fault.drop:
                 return _DropResponse()
-            if fault.delay or fault.truncate:
+            if fault.delay or fault.truncate or fault.corrupt:
                 response = await handler(request)
-                return _truncated(response) if fault.truncate else response
+                if fault.truncate:
+                    return _truncated(response)
+                return _corrupted(response) if fault.corrupt else response
             headers = {}
             if fault.retry_after is not None:
                 headers["retry-after"] = str(fault.retry_after)
@@ -117,6 +119,16 @@ def _truncated(response: Response) -> Response:
     body = bytes(response.body)
     headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
     return Response(body[: len(body) // 2], status_code=response.status_code, headers=headers)
+
+
+def _corrupted(response: Response) -> Response:
+    """The same bytes, line count and final newline, with one line in the middle no longer JSON:
+    only parsing the content can tell (a damaged disk or proxy, not a cut connection)."""
+    lines = bytes(response.body).split(b"\n")
+    middle = (len(lines) - 1) // 2
+    if lines[middle]:
+        lines[middle] = b"#" + lines[middle][1:]
+    return Response(b"\n".join(lines), status_code=response.status_code, headers=dict(response.headers))
 
 
 async def _json(request: Request) -> dict[str, Any]:

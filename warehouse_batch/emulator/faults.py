@@ -35,6 +35,7 @@ class Fault:
     drop: bool = False  # close the connection without an answer
     delay: float | None = None  # real seconds to wait, then answer normally
     truncate: bool = False  # file downloads: serve only the first half
+    corrupt: bool = False  # file downloads: same length, but the middle line's JSON is garbled
 
     def error_body(self) -> dict[str, Any]:
         typ, code = _ERROR_TYPES.get(self.status, ("server_error" if self.status >= 500 else "invalid_request_error", None))

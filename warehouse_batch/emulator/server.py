@@ -101,8 +101,9 @@ class Emulator:
         return self.engine.advance(seconds)
 
     def inject_fault(self, op: str, status: int = 500, times: int = 1, retry_after: float | None = None,
-                     drop: bool = False, delay: float | None = None, truncate: bool = False) -> None:
-        self.engine.faults.add(Fault(op, status, times, retry_after, drop, delay, truncate))
+                     drop: bool = False, delay: float | None = None, truncate: bool = False,
+                     corrupt: bool = False) -> None:
+        self.engine.faults.add(Fault(op, status, times, retry_after, drop, delay, truncate, corrupt))
 
     def reset(self) -> None:
         """Forget all files, batches, counters and faults (state_dir contents too)."""
