@@ -106,35 +106,3 @@ CREATE TABLE IF NOT EXISTS warehouse_batch.job_rows (
     request_hash    VARCHAR NOT NULL,
     PRIMARY KEY (job_name, custom_id)
 );
-
--- Rows of each job by status: the first thing to look at.
-CREATE OR REPLACE VIEW warehouse_batch.job_status AS
-WITH row_states AS (
-    SELECT jr.job_name, coalesce(res.status, 'pending') AS status
-    FROM warehouse_batch.job_rows AS jr
-    LEFT JOIN warehouse_batch.results AS res USING (request_hash)
-), counts AS (
-    SELECT job_name,
-           count(*) AS row_count,
-           count_if(status = 'completed') AS completed,
-           count_if(status = 'failed') AS failed,
-           count_if(status = 'pending') AS pending,
-           count_if(status = 'expired') AS expired,
-           count_if(status = 'cancelled') AS cancelled
-    FROM row_states GROUP BY job_name
-), batch_counts AS (
-    SELECT job_name,
-           count(*) AS batches,
-           count_if(state <> 'collected') AS live_batches
-    FROM warehouse_batch.batches GROUP BY job_name
-)
-SELECT j.name AS job_name, j.target_table,
-       coalesce(c.row_count, 0) AS row_count,
-       coalesce(c.completed, 0) AS completed, coalesce(c.failed, 0) AS failed,
-       coalesce(c.pending, 0) AS pending, coalesce(c.expired, 0) AS expired,
-       coalesce(c.cancelled, 0) AS cancelled,
-       coalesce(b.batches, 0) AS batches, coalesce(b.live_batches, 0) AS live_batches,
-       j.updated_at AS last_run_at
-FROM warehouse_batch.jobs AS j
-LEFT JOIN counts AS c ON c.job_name = j.name
-LEFT JOIN batch_counts AS b ON b.job_name = j.name;
