@@ -191,6 +191,11 @@ def parser(description: str, default_rows: int, quick_rows: int = 20_000) -> arg
     p.add_argument("--threads", type=int, default=None, help="DuckDB threads for every approach (default: DuckDB's)")
     p.add_argument("--memory-limit", default=None, help="DuckDB memory_limit for every approach, e.g. 500MB")
     p.add_argument("--only", default=None, help="comma-separated approach keys to run")
+    p.add_argument("--schema-mode", choices=("auto", "output_schema", "params"), default="auto",
+                   help="answer format via the job's output_schema (typed columns) or a response_format param "
+                        "(auto: output_schema when the library supports it)")
+    p.add_argument("--profile-sql", action="store_true",
+                   help="also time every SQL statement of warehouse_batch (Store.execute) in its breakdown")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     p.add_argument("--child-args", default=None, help=argparse.SUPPRESS)
     p.set_defaults(_default_rows=default_rows, _quick_rows=quick_rows)

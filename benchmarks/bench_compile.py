@@ -198,11 +198,6 @@ def main() -> None:
     p = h.parser(__doc__.splitlines()[1], 1_000_000)
     p.add_argument("--openbatch-rows", type=int, default=None,
                    help="run openbatch on this many rows only and extrapolate its time (default: all rows)")
-    p.add_argument("--schema-mode", choices=("auto", "output_schema", "params"), default="auto",
-                   help="answer format via the job's output_schema (typed columns) or a response_format param "
-                        "(auto: output_schema when the library supports it)")
-    p.add_argument("--profile-sql", action="store_true",
-                   help="also time every SQL statement of warehouse_batch (Store.execute) in its breakdown")
     args = h.finish_args(p.parse_args())
     if args.child:
         child(args)

@@ -53,6 +53,7 @@ def child(args) -> None:
 
     from warehouse_batch import compile as compiler
     from warehouse_batch import results, shards
+    from warehouse_batch.batches import Batches
     from warehouse_batch.emulator import Emulator, EmulatorConfig
     from warehouse_batch.providers.openai import OpenAIBatchProvider
     from warehouse_batch.runner import Runner
@@ -65,9 +66,9 @@ def child(args) -> None:
     steps.wrap(shards, "write_shards", "write_shards")
     steps.wrap(Runner, "submit", "submit (upload + create, all batches)")
     steps.wrap(OpenAIBatchProvider, "upload", "  of which upload")
-    steps.wrap(Runner, "poll", "poll")
+    steps.wrap(Batches, "poll", "poll")
     steps.wrap(OpenAIBatchProvider, "download", "download")
-    steps.wrap(results, "load_batch", "results.load_batch")
+    steps.wrap(results, "load_batches", "results.load_batches")
     steps.wrap(results, "publish", "results.publish")
     t0 = [0.0]
     h.hook_failpoints(steps, t0)
@@ -93,9 +94,6 @@ def main() -> None:
     p = h.parser(__doc__.splitlines()[1], 200_000)
     p.add_argument("--shard-size", type=int, default=50_000, help="max_requests_per_shard (default 50,000)")
     p.add_argument("--poll-interval", type=float, default=0.2, help="first poll interval, seconds (default 0.2)")
-    p.add_argument("--schema-mode", choices=("auto", "output_schema", "params"), default="auto")
-    p.add_argument("--profile-sql", action="store_true",
-                   help="also time every SQL statement of warehouse_batch (Store.execute) in its breakdown")
     args = h.finish_args(p.parse_args())
     if args.quick and args.shard_size == 50_000:
         args.shard_size = 5_000  # keep "several batches" in the smoke run

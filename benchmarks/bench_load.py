@@ -112,10 +112,6 @@ def child(args) -> None:
 
 def main() -> None:
     p = h.parser(__doc__.splitlines()[1], 1_000_000)
-    p.add_argument("--schema-mode", choices=("auto", "output_schema", "params"), default="auto",
-                   help="typed columns via the job's output_schema, or a response_format param (auto: when supported)")
-    p.add_argument("--profile-sql", action="store_true",
-                   help="also time every SQL statement of warehouse_batch (Store.execute) in its breakdown")
     args = h.finish_args(p.parse_args())
     if args.child:
         child(args)

@@ -71,7 +71,7 @@ def child(args) -> None:
     steps.wrap(compiler, "compile_job", "compile_job (query → stage, bodies, sha256, validation)")
     steps.wrap(compiler, "_row_problems", "  of which row validation")
     steps.wrap(Runner, "_stage_counts", "stage counts (cached / in flight / to send)")
-    steps.wrap(Runner, "_persist", "persist (jobs, runs, rows table, job_rows, requests)")
+    steps.wrap(Runner, "_persist", "persist (jobs, runs, rename rows table, job_rows diff, requests)")
     steps.wrap(shards, "plan_shards", "plan_shards")
     steps.wrap(Runner, "submit", "submit")
     steps.wrap(Runner, "collect", "collect (poll + load + publish)")
@@ -141,9 +141,6 @@ def main() -> None:
     p = h.parser(__doc__.splitlines()[1], 1_000_000)
     p.add_argument("--prime", choices=("local", "emulator"), default="local",
                    help="how the first run gets its answers (default local: output files via Runner.collect)")
-    p.add_argument("--schema-mode", choices=("auto", "output_schema", "params"), default="auto")
-    p.add_argument("--profile-sql", action="store_true",
-                   help="also time every SQL statement of warehouse_batch (Store.execute) in its breakdown")
     args = h.finish_args(p.parse_args())
     if args.child:
         child(args)
