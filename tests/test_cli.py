@@ -67,15 +67,13 @@ def test_emulator_command_serves_the_api_with_its_flags(tmp_path) -> None:
 
     from openai import OpenAI
 
-    from warehouse_batch.emulator import Emulator
-
-    with Emulator() as probe:
-        port = probe.port
-    process = subprocess.Popen([sys.executable, "-m", "warehouse_batch.cli", "emulator", "--port", str(port),
+    process = subprocess.Popen([sys.executable, "-m", "warehouse_batch.cli", "emulator", "--port", "0",
                                 "--refusal-rate", "1.0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
-        assert f"http://127.0.0.1:{port}/v1" in process.stdout.readline()
-        client = OpenAI(api_key="x", base_url=f"http://127.0.0.1:{port}/v1", max_retries=5)
+        line = process.stdout.readline()  # printed once the socket is bound: it accepts connections
+        base_url = line.split("base URL ", 1)[1].strip()
+        assert base_url.startswith("http://127.0.0.1:") and base_url.endswith("/v1")
+        client = OpenAI(api_key="x", base_url=base_url)
         answer = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
         assert answer.choices[0].message.refusal and answer.choices[0].message.content is None
     finally:

@@ -12,13 +12,11 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import API_KEY, Warehouse, write_job
-from warehouse_batch.emulator import Emulator
 from warehouse_batch.failpoints import ENV, POINTS
 
 ROWS = 60
@@ -98,20 +96,20 @@ def test_killed_at_random_moments_until_done(warehouse: Warehouse, tmp_path: Pat
 def test_emulator_killed_and_restarted_with_its_state(warehouse: Warehouse, tmp_path: Path) -> None:
     """The provider side crashes: a restarted emulator (same state dir, same port) serves the batches."""
     job = _job(warehouse, tmp_path)
-    with Emulator() as probe:  # find a free port, then release it for the subprocess
-        port = probe.port
     state = tmp_path / "emulator-state"
-    emulator_argv = [sys.executable, "-m", "warehouse_batch.cli", "emulator", "--port", str(port),
-                     "--state-dir", str(state), "--validation-delay", "2"]
-    base_url = f"http://127.0.0.1:{port}/v1"
+    port = [0]  # the first start picks a free port; the restart takes the same one
 
     def start() -> subprocess.Popen:
-        process = subprocess.Popen(emulator_argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        assert "base URL" in process.stdout.readline()
-        time.sleep(0.3)
+        argv = [sys.executable, "-m", "warehouse_batch.cli", "emulator", "--port", str(port[0]),
+                "--state-dir", str(state), "--validation-delay", "2"]
+        process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        line = process.stdout.readline()
+        assert "base URL" in line, line
+        port[0] = int(line.rsplit(":", 1)[1].split("/")[0])  # printed once the socket is bound
         return process
 
     first = start()
+    base_url = f"http://127.0.0.1:{port[0]}/v1"
     try:
         assert _cli(warehouse, "run", str(job), base_url=base_url).returncode == 0
         assert warehouse.sql("SELECT DISTINCT status FROM crashy") == [("pending",)]

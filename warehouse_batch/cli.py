@@ -357,7 +357,7 @@ def cancel(job_name: str, db: str, **kw: Any) -> None:
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind (loopback by default).")
-@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on; 0 picks a free one (the printed base URL says which).")
 @click.option("--state-dir", type=click.Path(file_okay=False), default=None,
               help="Keep files and batches here, so a restarted emulator continues where it stopped.")
 @click.option("--validation-delay", type=float, default=0.0, show_default=True, help="Seconds a batch validates.")

@@ -36,10 +36,7 @@ class Emulator:
             return self
         self.app = create_app(self.config)
         # Bind ourselves so port 0 resolves to a real port before uvicorn starts.
-        sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, self.port))
-        sock.listen(128)
+        sock = _listen(self.host, self.port)
         self._sock = sock
         self.port = sock.getsockname()[1]
         server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", access_log=False, lifespan="off",
@@ -111,10 +108,26 @@ class Emulator:
 
 
 def serve(config: EmulatorConfig | None = None, host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Serve until interrupted (used by `warehouse-batch emulator`)."""
+    """Serve until interrupted (used by `warehouse-batch emulator`).
+
+    The socket is bound before the base URL is printed, so the printed URL (with the real port
+    when `port` is 0) already accepts connections."""
     app = create_app(config or EmulatorConfig())
+    sock = _listen(host, port)
     shown = f"[{host}]" if ":" in host else host
-    print(f"warehouse-batch emulator: base URL http://{shown}:{port}/v1", flush=True)
+    print(f"warehouse-batch emulator: base URL http://{shown}:{sock.getsockname()[1]}/v1", flush=True)
     quiet_drop_logs()
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off")
-    sys.stdout.flush()
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+        sys.stdout.flush()
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(128)
+    return sock
