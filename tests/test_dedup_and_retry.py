@@ -157,7 +157,7 @@ def test_actual_spend_from_usage(warehouse: Warehouse, tmp_path: Path) -> None:
 def test_second_process_on_the_same_warehouse_exits_with_a_clear_message(warehouse: Warehouse, tmp_path: Path) -> None:
     _questions(warehouse)
     holder = subprocess.Popen([sys.executable, "-c", f"import duckdb, time; c = duckdb.connect({str(warehouse.db)!r}); "
-                               "print('locked', flush=True); time.sleep(2.5)"], stdout=subprocess.PIPE, text=True)
+                               "print('locked', flush=True); time.sleep(5)"], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
         result = warehouse.cli("run", str(_job(tmp_path)), expect=2)
