@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from tests.conftest import Warehouse
 
@@ -65,3 +66,20 @@ def test_cancel_before_submission_marks_rows_cancelled(warehouse: Warehouse) -> 
     warehouse.cli("cancel", "never")
     assert dict(warehouse.sql("SELECT status, count(*) FROM never GROUP BY ALL")) == {"cancelled": 20}
     assert warehouse.counters()["batches_created"] == 0
+
+
+def test_a_lost_shard_file_is_recovered_by_cancel_and_retry(warehouse: Warehouse) -> None:
+    """A shard file deleted before its upload: sync refuses to send something it cannot verify,
+    says how to recover, and cancel + retry rebuild the lines from the job's rows."""
+    warehouse.emulator.inject_fault("upload_file", status=400, times=1)
+    warehouse.cli("run", "--name", "lost", "--model", "gpt-4o-mini", "--query", QUERY, expect=4)
+    (path,) = warehouse.sql("SELECT path FROM warehouse_batch.batches")[0]
+    Path(path).unlink()
+    result = warehouse.cli("sync", expect=4)
+    assert "missing or changed" in result.output and "warehouse-batch retry lost" in result.output
+    warehouse.cli("cancel", "lost")
+    assert dict(warehouse.sql("SELECT status, count(*) FROM lost GROUP BY ALL")) == {"cancelled": 20}
+    warehouse.cli("retry", "lost", "--wait", "--poll-interval", "0.05")
+    assert dict(warehouse.sql("SELECT status, count(*) FROM lost GROUP BY ALL")) == {"completed": 20}
+    counters = warehouse.counters()
+    assert counters["batches_created"] == 1 and set(counters["custom_ids_received"].values()) == {1}

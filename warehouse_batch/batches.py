@@ -90,7 +90,8 @@ class Batches:
             if not path.exists() or shards.file_sha256(path) != shard["sha256"]:
                 raise ProviderError(
                     f"shard file {path} is missing or changed since it was written, so it cannot be uploaded; "
-                    f"cancel the job (`warehouse-batch cancel {shard['job_name']}`) and run it again"
+                    f"`warehouse-batch cancel {shard['job_name']}` marks its requests cancelled, then "
+                    f"`warehouse-batch retry {shard['job_name']}` writes and sends them again"
                 )
         with self.store.transaction():
             for shard in todo:
