@@ -353,6 +353,27 @@ def close_store(store) -> None:
     store.bench_connection.close()
 
 
+def run_on_emulator(run_dir: Path, src: Path, job, *, poll_interval: float, clock: list[float],
+                    threads: int | None = None, memory_limit: str | None = None):
+    """The timed core of the emulator benchmarks: `Runner.run(job, wait=True)` against a fresh
+    in-process emulator. Sets clock[0] when timing starts (failpoint boundaries count from it);
+    returns (report, seconds, emulator counters)."""
+    import time
+
+    from warehouse_batch.emulator import Emulator, EmulatorConfig
+    from warehouse_batch.providers.openai import OpenAIBatchProvider
+    from warehouse_batch.runner import Runner
+
+    with Emulator(EmulatorConfig()) as emu:
+        store = open_store(run_dir / "warehouse.duckdb", src, run_dir / "work", threads=threads,
+                           memory_limit=memory_limit)
+        provider = OpenAIBatchProvider(base_url=emu.base_url, api_key="bench")
+        clock[0] = time.perf_counter()
+        report = Runner(store, provider=provider).run(job, wait=True, poll_interval=poll_interval)
+        seconds = time.perf_counter() - clock[0]
+        return report, seconds, emu.counters()
+
+
 def prepare_submitted(directory: Path, src: Path, job, *, seed: int = DEFAULT_SEED,
                       threads: int | None = None, memory_limit: str | None = None) -> tuple[Path, dict[str, Path], dict[str, int]]:
     """A warehouse where `job` ran (compile → shard → submit to LocalProvider) and its batches are

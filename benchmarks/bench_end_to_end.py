@@ -54,7 +54,6 @@ def child(args) -> None:
     from warehouse_batch import compile as compiler
     from warehouse_batch import results, shards
     from warehouse_batch.batches import Batches
-    from warehouse_batch.emulator import Emulator, EmulatorConfig
     from warehouse_batch.providers.openai import OpenAIBatchProvider
     from warehouse_batch.runner import Runner
 
@@ -72,18 +71,9 @@ def child(args) -> None:
     steps.wrap(results, "publish", "results.publish")
     t0 = [0.0]
     h.hook_failpoints(steps, t0)
-    emu = Emulator(EmulatorConfig()).start()
-    try:
-        store = _data.open_store(run_dir / "warehouse.duckdb", src, run_dir / "work",
-                                 threads=args.threads, memory_limit=args.memory_limit)
-        provider = OpenAIBatchProvider(base_url=emu.base_url, api_key="bench")
-        job = _data.make_job(schema_mode=payload["schema_mode"], max_requests_per_shard=payload["shard_size"])
-        t0[0] = time.perf_counter()
-        report = Runner(store, provider=provider).run(job, wait=True, poll_interval=payload["poll_interval"])
-        seconds = time.perf_counter() - t0[0]
-        counters = emu.counters()
-    finally:
-        emu.stop()
+    job = _data.make_job(schema_mode=payload["schema_mode"], max_requests_per_shard=payload["shard_size"])
+    report, seconds, counters = _data.run_on_emulator(run_dir, src, job, poll_interval=payload["poll_interval"], clock=t0,
+                                                       threads=args.threads, memory_limit=args.memory_limit)
     calls = counters.get("calls", {})
     h.report(seconds, steps, api_calls=sum(calls.values()), calls=calls, batches=len(report.batches),
              batches_created=counters.get("batches_created"), requests_received=counters.get("requests_received"),

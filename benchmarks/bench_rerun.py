@@ -61,8 +61,6 @@ def child(args) -> None:
 
     from warehouse_batch import compile as compiler
     from warehouse_batch import results, shards
-    from warehouse_batch.emulator import Emulator, EmulatorConfig
-    from warehouse_batch.providers.openai import OpenAIBatchProvider
     from warehouse_batch.runner import Runner
 
     steps = h.Steps()
@@ -79,18 +77,9 @@ def child(args) -> None:
     steps.wrap(Runner, "job_report", "job_report")
     t0 = [0.0]
     h.hook_failpoints(steps, t0)
-    emu = Emulator(EmulatorConfig()).start()
-    try:
-        store = _data.open_store(run_dir / "warehouse.duckdb", src, run_dir / "work",
-                                 threads=args.threads, memory_limit=args.memory_limit)
-        job = _data.make_job(schema_mode=payload["schema_mode"])
-        provider = OpenAIBatchProvider(base_url=emu.base_url, api_key="bench")
-        t0[0] = time.perf_counter()
-        report = Runner(store, provider=provider).run(job, wait=True, poll_interval=0.2)
-        seconds = time.perf_counter() - t0[0]
-        counters = emu.counters()
-    finally:
-        emu.stop()
+    job = _data.make_job(schema_mode=payload["schema_mode"])
+    report, seconds, counters = _data.run_on_emulator(run_dir, src, job, poll_interval=0.2, clock=t0,
+                                                       threads=args.threads, memory_limit=args.memory_limit)
     counts = report.counts
     h.report(seconds, steps, to_submit=counts.to_submit if counts else None, cached=counts.cached if counts else None,
              shards=counts.shards if counts else None, requests_received=counters.get("requests_received"),
