@@ -158,10 +158,10 @@ def sample_body(job) -> str:
     from warehouse_batch import bodies
     from warehouse_batch import compile as compiler
     from warehouse_batch.jobs import Job
-    from warehouse_batch.store import Store
+    from warehouse_batch.warehouses import DuckDBWarehouse
 
     one = Job.from_options({**job.to_options(), "query": f"SELECT 'x' AS custom_id, '{_SENTINEL}' AS prompt"})
-    store = Store(duckdb.connect(":memory:"), work_dir=Path(tempfile.gettempdir()) / "wb-bench-unused")
+    store = DuckDBWarehouse(duckdb.connect(":memory:"), work_dir=Path(tempfile.gettempdir()) / "wb-bench-unused")
     spec = bodies.build(one, compiler.describe(store, one))
     return store.scalar(f"SELECT {spec.body} FROM ({one.query}) AS q")
 
@@ -266,9 +266,9 @@ def write_output_files(con: duckdb.DuckDBPyConnection, shards_sql: str, director
 # A provider that never leaves the machine: it accepts shards and serves pre-written output files
 
 class LocalProvider:
-    """Duck-types `OpenAIBatchProvider` for the load and re-run benchmarks.
+    """A `BatchProvider` for the load and re-run benchmarks.
 
-    submit phase: `upload` and `create_batch` only hand out ids (batch id = "batch_" + shard id).
+    submit phase: `upload` and `create` only hand out ids (batch id = "batch_" + shard id).
     collect phase: `retrieve` says every batch completed with output file "out-<shard id>", and
     `download` hard-links the pre-written output file into place (a copy where links fail), so
     the measured time is warehouse_batch's own loading, not a network transfer."""
@@ -285,31 +285,32 @@ class LocalProvider:
         self._count("upload")
         return "file-" + Path(filename).stem
 
-    def find_files(self, *args: Any, **kwargs: Any) -> dict:
-        self._count("find_files")
+    name = "local"
+    location = "local files"
+
+    def find_uploads(self, *args: Any, **kwargs: Any) -> dict:
+        self._count("find_uploads")
         return {}
 
     def find_batches(self, *args: Any, **kwargs: Any) -> dict:
         self._count("find_batches")
         return {}
 
-    def find_file(self, *args: Any, **kwargs: Any) -> None:
-        self._count("find_file")
-        return None
+    def create(self, *, input_ref: str, **kwargs: Any):
+        from warehouse_batch.providers import BatchInfo
 
-    def find_batch(self, *args: Any, **kwargs: Any) -> None:
-        self._count("find_batch")
-        return None
-
-    def create_batch(self, *, file_id: str, **kwargs: Any):
-        from warehouse_batch.providers.openai import BatchInfo
-
-        self._count("create_batch")
-        shard_id = file_id.removeprefix("file-")
+        self._count("create")
+        shard_id = input_ref.removeprefix("file-")
         return BatchInfo(id="batch_" + shard_id, status="in_progress", metadata=kwargs.get("metadata") or {})
 
+    def result_files(self, info: Any) -> list[tuple[str, str]]:
+        return [("output", info.output_file_id)] if info.output_file_id else []
+
+    def delete_file(self, ref: str) -> None:
+        self._count("delete_file")
+
     def retrieve(self, batch_id: str):
-        from warehouse_batch.providers.openai import BatchInfo
+        from warehouse_batch.providers import BatchInfo
 
         self._count("retrieve")
         shard_id = batch_id.removeprefix("batch_")
@@ -336,15 +337,15 @@ class LocalProvider:
 
 
 def open_store(db: Path, src: Path, work_dir: Path, *, threads: int | None = None, memory_limit: str | None = None):
-    """A warehouse_batch Store on `db`, with the reviews file ATTACHed read-only as `src`."""
+    """A warehouse_batch DuckDBWarehouse on `db`, with the reviews file ATTACHed read-only as `src`."""
     import duckdb
 
-    from warehouse_batch.store import Store
+    from warehouse_batch.warehouses import DuckDBWarehouse
 
     con = duckdb.connect(str(db))
     con.execute(f"ATTACH '{src}' AS src (READ_ONLY)")
-    store = Store(con, work_dir=work_dir, memory_limit=memory_limit, threads=threads)
-    store.bench_connection = con  # Store never closes a connection it was given: close_store does
+    store = DuckDBWarehouse(con, work_dir=work_dir, memory_limit=memory_limit, threads=threads)
+    store.bench_connection = con  # a warehouse never closes a connection it was given: close_store does
     return store
 
 
@@ -369,7 +370,7 @@ def run_on_emulator(run_dir: Path, src: Path, job, *, poll_interval: float, cloc
                            memory_limit=memory_limit)
         provider = OpenAIBatchProvider(base_url=emu.base_url, api_key="bench")
         clock[0] = time.perf_counter()
-        report = Runner(store, provider=provider).run(job, wait=True, poll_interval=poll_interval)
+        report = Runner(store, provider).run(job, wait=True, poll_interval=poll_interval)
         seconds = time.perf_counter() - clock[0]
         return report, seconds, emu.counters()
 
@@ -391,7 +392,7 @@ def prepare_submitted(directory: Path, src: Path, job, *, seed: int = DEFAULT_SE
     db = directory / "warehouse.duckdb"
     store = open_store(db, src, directory / "work", threads=threads, memory_limit=memory_limit)
     try:
-        Runner(store, provider=LocalProvider()).run(job)
+        Runner(store, LocalProvider()).run(job)
         outputs = write_output_files(
             store.con, "SELECT shard_id, request_hash FROM warehouse_batch.requests WHERE shard_id IS NOT NULL",
             directory / "outputs", seed=seed)

@@ -84,13 +84,13 @@ def hook_failpoints(steps: Steps, t0: list[float], stop_at: str | None = None) -
 
 
 def profile_sql(steps: Steps) -> None:
-    """Time every statement the library sends through `Store.execute` (in this process only).
+    """Time every statement the library sends through `DuckDBWarehouse.execute` (in this process only).
 
     Each statement is a step named by its first words, so the breakdown shows which SQL costs what.
     Streaming reads (`con.sql(...).to_arrow_reader`) are not seen here; their callers are timed."""
     import re
 
-    from warehouse_batch.store import Store
+    from warehouse_batch.warehouses import DuckDBWarehouse as Store
 
     original = Store.execute
 
@@ -195,7 +195,7 @@ def parser(description: str, default_rows: int, quick_rows: int = 20_000) -> arg
                    help="answer format via the job's output_schema (typed columns) or a response_format param "
                         "(auto: output_schema when the library supports it)")
     p.add_argument("--profile-sql", action="store_true",
-                   help="also time every SQL statement of warehouse_batch (Store.execute) in its breakdown")
+                   help="also time every SQL statement of warehouse_batch (DuckDBWarehouse.execute) in its breakdown")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     p.add_argument("--child-args", default=None, help=argparse.SUPPRESS)
     p.set_defaults(_default_rows=default_rows, _quick_rows=quick_rows)

@@ -7,7 +7,7 @@
 Approaches, each run in a fresh process (time = the core operation only):
 
 * warehouse_batch — the library's own run path up to shard files on disk, without a provider:
-  `compile.compile_job` → `Runner._persist` → `Runner._shard` (plan + write + record), into a fresh
+  `compile.compile_job` → `Ledger.begin_run` → `Runner._shard` (plan + write + record), into a fresh
   warehouse file that ATTACHes the source read-only.
 * (a) DuckDB COPY — the same lines built by one SQL concat template and written by the CSV writer as
   raw lines (performance.md's fastest writer): no hashing, no sharding, no metadata. The limit.
@@ -78,17 +78,18 @@ def child(args) -> None:
     if key == "wb":
         from warehouse_batch import compile as compiler
         from warehouse_batch import shards
+        from warehouse_batch.ledger import Ledger
         from warehouse_batch.runner import Runner
-        from warehouse_batch.store import Store
+        from warehouse_batch.warehouses import DuckDBWarehouse as Store
 
         con = _connect(str(run_dir / "warehouse.duckdb"), args, src)
         store = Store(con, work_dir=run_dir / "work", memory_limit=args.memory_limit, threads=args.threads)
-        runner = Runner(store)  # no provider: the run stops before the first upload
+        runner = Runner(store, submit=False)  # shards are written and recorded, never sent
         job = _data.make_job(schema_mode=payload["schema_mode"])
         steps.wrap(compiler, "compile_job", "compile_job (query → stage, bodies, sha256, validation)")
         steps.wrap(compiler, "_row_problems", "  of which row validation")
         steps.wrap(Runner, "_stage_counts", "stage counts (cached / in flight / to send)")
-        steps.wrap(Runner, "_persist", "persist (jobs, runs, rename rows table, job_rows diff, requests)")
+        steps.wrap(Ledger, "begin_run", "persist (jobs, runs, rename rows table, job_rows diff, requests)")
         steps.wrap(shards, "plan_shards", "plan_shards (window functions)")
         steps.wrap(shards, "write_shards", "write_shards (stream lines, sha256, fsync)")
         t0 = [0.0]
@@ -176,7 +177,7 @@ def verify_bodies(src: Path, job, template: tuple[str, str], rows: int = 2000) -
 
     from warehouse_batch import compile as compiler
     from warehouse_batch.jobs import Job
-    from warehouse_batch.store import Store
+    from warehouse_batch.warehouses import DuckDBWarehouse as Store
 
     from warehouse_batch import bodies
 

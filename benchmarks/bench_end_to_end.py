@@ -52,23 +52,24 @@ def child(args) -> None:
         return
 
     from warehouse_batch import compile as compiler
-    from warehouse_batch import results, shards
+    from warehouse_batch import publish, results, shards
     from warehouse_batch.batches import Batches
     from warehouse_batch.providers.openai import OpenAIBatchProvider
+    from warehouse_batch.ledger import Ledger
     from warehouse_batch.runner import Runner
 
     steps = h.Steps()
     if args.profile_sql and args.child == "wb":
         h.profile_sql(steps)
     steps.wrap(compiler, "compile_job", "compile_job")
-    steps.wrap(Runner, "_persist", "persist")
+    steps.wrap(Ledger, "begin_run", "persist")
     steps.wrap(shards, "write_shards", "write_shards")
     steps.wrap(Runner, "submit", "submit (upload + create, all batches)")
     steps.wrap(OpenAIBatchProvider, "upload", "  of which upload")
     steps.wrap(Batches, "poll", "poll")
     steps.wrap(OpenAIBatchProvider, "download", "download")
-    steps.wrap(results, "load_batches", "results.load_batches")
-    steps.wrap(results, "publish", "results.publish")
+    steps.wrap(results, "load", "results.load")
+    steps.wrap(publish, "publish", "publish.publish")
     t0 = [0.0]
     h.hook_failpoints(steps, t0)
     job = _data.make_job(schema_mode=payload["schema_mode"], max_requests_per_shard=payload["shard_size"])

@@ -12,8 +12,8 @@ error bodies, 0.1% `finish_reason: "length"` with truncated JSON), custom_id = r
 Approaches, each run in a fresh process on a fresh copy of that warehouse (time = core operation):
 
 * warehouse_batch — `Runner.collect(job)`: poll (stand-in provider says completed), download (a hard
-  link: no transfer), check each file, `results.load_batches` into `warehouse_batch.results` in
-  one statement and one transaction, then `results.publish` (re)builds the typed output table (query rows ⋈
+  link: no transfer), check each file, `results.load` into `warehouse_batch.results` in
+  one statement and one transaction, then `publish.publish` (re)builds the typed output table (query rows ⋈
   results, answers parsed into typed columns).
 * read_json alone — one `CREATE TABLE … AS SELECT` over all output files with an explicit STRUCT
   schema, the answer parsed behind `json_valid` into typed columns (performance.md §C's fastest
@@ -87,19 +87,19 @@ def child(args) -> None:
         h.report(seconds, rows=n, typed_rows=typed)
         return
 
-    from warehouse_batch import results
+    from warehouse_batch import publish, results
     from warehouse_batch.batches import Batches
     from warehouse_batch.runner import Runner
 
     store = _data.open_store(run_dir / "warehouse.duckdb", Path(payload["src"]), run_dir / "work",
                              threads=args.threads, memory_limit=args.memory_limit)
     provider = _data.LocalProvider({k: Path(v) for k, v in payload["outputs"].items()}, payload["line_counts"])
-    runner = Runner(store, provider=provider)
+    runner = Runner(store, provider)
     job = _data.make_job(schema_mode=payload["schema_mode"])
     steps.wrap(Batches, "poll", "poll (retrieve every batch)")
     steps.wrap(Batches, "_download_all", "download + check (line count via read_json)")
-    steps.wrap(results, "load_batches", "results.load_batches (load_results.sql + missing_results.sql)")
-    steps.wrap(results, "publish", "results.publish (typed output table)")
+    steps.wrap(results, "load", "results.load (load_results.sql + missing_results.sql)")
+    steps.wrap(publish, "publish", "publish.publish (typed output table)")
     t0 = time.perf_counter()
     runner.collect(job.name)
     seconds = time.perf_counter() - t0

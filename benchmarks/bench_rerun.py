@@ -60,7 +60,8 @@ def child(args) -> None:
         return
 
     from warehouse_batch import compile as compiler
-    from warehouse_batch import results, shards
+    from warehouse_batch import publish, results, shards
+    from warehouse_batch.ledger import Ledger
     from warehouse_batch.runner import Runner
 
     steps = h.Steps()
@@ -69,11 +70,11 @@ def child(args) -> None:
     steps.wrap(compiler, "compile_job", "compile_job (query → stage, bodies, sha256, validation)")
     steps.wrap(compiler, "_row_problems", "  of which row validation")
     steps.wrap(Runner, "_stage_counts", "stage counts (cached / in flight / to send)")
-    steps.wrap(Runner, "_persist", "persist (jobs, runs, rename rows table, job_rows diff, requests)")
+    steps.wrap(Ledger, "begin_run", "persist (jobs, runs, rename rows table, job_rows diff, requests)")
     steps.wrap(shards, "plan_shards", "plan_shards")
     steps.wrap(Runner, "submit", "submit")
     steps.wrap(Runner, "collect", "collect (poll + load + publish)")
-    steps.wrap(results, "publish", "results.publish (typed output table)")
+    steps.wrap(publish, "publish", "publish.publish (typed output table)")
     steps.wrap(Runner, "job_report", "job_report")
     t0 = [0.0]
     h.hook_failpoints(steps, t0)
@@ -100,7 +101,7 @@ def prime_emulator(directory: Path, src: Path, job) -> Path:
         store = _data.open_store(db, src, directory / "work")
         try:
             provider = OpenAIBatchProvider(base_url=emu.base_url, api_key="bench")
-            report = Runner(store, provider=provider).run(job, wait=True, poll_interval=0.5)
+            report = Runner(store, provider).run(job, wait=True, poll_interval=0.5)
             h.log(f"primed through the emulator: {report.statuses}, {len(report.batches)} batches, "
                   f"API calls {sum(emu.counters()['calls'].values())}")
             store.execute("CHECKPOINT")
@@ -117,7 +118,7 @@ def prime_local(directory: Path, src: Path, job, seed: int) -> Path:
     db, outputs, counts = _data.prepare_submitted(directory, src, job, seed=seed)
     store = _data.open_store(db, src, directory / "work")
     try:
-        Runner(store, provider=_data.LocalProvider(outputs, counts)).collect(job.name)
+        Runner(store, _data.LocalProvider(outputs, counts)).collect(job.name)
         store.execute("CHECKPOINT")
     finally:
         _data.close_store(store)

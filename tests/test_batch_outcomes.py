@@ -68,17 +68,19 @@ def test_cancel_before_submission_marks_rows_cancelled(warehouse: Warehouse) -> 
     assert warehouse.counters()["batches_created"] == 0
 
 
-def test_a_lost_shard_file_is_recovered_by_cancel_and_retry(warehouse: Warehouse) -> None:
-    """A shard file deleted before its upload: sync refuses to send something it cannot verify,
-    says how to recover, and cancel + retry rebuild the lines from the job's rows."""
+def test_a_lost_shard_file_is_recovered_by_retry(warehouse: Warehouse) -> None:
+    """A shard file deleted before its upload: sync sends nothing it cannot verify, marks the rows
+    with a retryable error that says how to recover, and retry rebuilds the lines from the job's rows."""
     warehouse.emulator.inject_fault("upload_file", status=400, times=1)
     warehouse.cli("run", "--name", "lost", "--model", "gpt-4o-mini", "--query", QUERY, expect=4)
     (path,) = warehouse.sql("SELECT path FROM warehouse_batch.batches")[0]
     Path(path).unlink()
-    result = warehouse.cli("sync", expect=4)
-    assert "missing or changed" in result.output and "warehouse-batch retry lost" in result.output
-    warehouse.cli("cancel", "lost")
-    assert dict(warehouse.sql("SELECT status, count(*) FROM lost GROUP BY ALL")) == {"cancelled": 20}
+    result = warehouse.cli("sync")
+    assert "missing or changed" in result.output
+    rows = warehouse.rows("SELECT status, error_code, error_message FROM lost")
+    assert {(r["status"], r["error_code"]) for r in rows} == {("failed", "shard_file_missing")}
+    assert "warehouse-batch retry lost" in rows[0]["error_message"]
+    assert warehouse.counters()["files_uploaded"] == 0
     warehouse.cli("retry", "lost", "--wait", "--poll-interval", "0.05")
     assert dict(warehouse.sql("SELECT status, count(*) FROM lost GROUP BY ALL")) == {"completed": 20}
     counters = warehouse.counters()

@@ -10,9 +10,11 @@ from typing import Any
 import pytest
 
 from tests.conftest import Warehouse, write_job
-from warehouse_batch import results
+from warehouse_batch import publish, results
 from warehouse_batch.jobs import Job
-from warehouse_batch.store import Store, sql_literal
+from warehouse_batch.ledger import Ledger
+from warehouse_batch.quoting import sql_literal
+from warehouse_batch.warehouses import open_warehouse
 
 GOLDEN = Path(__file__).parent / "golden" / "structured" / "answers"
 SENTIMENT = (
@@ -149,7 +151,8 @@ def test_golden_output_lines_become_rows(warehouse: Warehouse, tmp_path: Path, c
     job_path = write_job(tmp_path / "golden.sql", golden["job"],
                          _values([(i, f"text of {i}") for i in ids], f"custom_id, {input_column}"))
     warehouse.cli("run", str(job_path))  # submitted, not collected: the golden lines stand in for the output file
-    with Store(warehouse.db) as store:
+    with open_warehouse(warehouse.db) as store:
+        ledger = Ledger(store)
         hashes = dict(store.execute(f"SELECT custom_id, request_hash FROM {golden['job']['name']}").fetchall())
         shard_id = store.scalar("SELECT shard_id FROM warehouse_batch.batches")
         output = tmp_path / "output.jsonl"
@@ -158,9 +161,9 @@ def test_golden_output_lines_become_rows(warehouse: Warehouse, tmp_path: Path, c
             for i, line in enumerate(golden["outputs"])
         ), encoding="utf-8")
         with store.transaction():
-            results.load_batches(store, [{"shard_id": shard_id, "batch_id": "batch_golden", "status": "completed",
-                                          "files": [output], "errors": []}])
-        results.publish(store, Job.from_file(job_path))
+            results.load(ledger, [{"shard_id": shard_id, "batch_id": "batch_golden", "status": "completed",
+                                   "files": [output], "errors": []}])
+        publish.publish(store, ledger, Job.from_file(job_path))
     rows = {r["custom_id"]: r for r in warehouse.rows(f"SELECT * FROM {golden['job']['name']}")}
     assert set(rows) == set(golden["expected"])
     for custom_id, expected in golden["expected"].items():

@@ -23,9 +23,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from warehouse_batch import endpoints
 from warehouse_batch.jobs import Job
-from warehouse_batch.schema import FieldType, OutputSchema, duckdb_type, load, quote_name, read_spec_of
-from warehouse_batch.store import sql_literal
+from warehouse_batch.quoting import quote_ident, sql_literal
+from warehouse_batch.schema import FieldType, OutputSchema, duckdb_type, load, read_spec_of
 
 #: Moderation categories (omni-moderation); each becomes a BOOLEAN column named with `_` for `/` and `-`.
 MODERATION_CATEGORIES = (
@@ -33,7 +34,6 @@ MODERATION_CATEGORIES = (
     "self-harm", "self-harm/intent", "self-harm/instructions", "sexual", "sexual/minors",
     "violence", "violence/graphic",
 )
-_TEXT_ENDPOINTS = ("/v1/chat/completions", "/v1/responses", "/v1/completions")
 
 
 @dataclass(frozen=True)
@@ -58,9 +58,10 @@ def answer_sql(job: Job, input_type: str | None = None) -> AnswerSQL:
     """The answer SQL for a job; `input_type` is the DuckDB type of its input column (lists of
     inputs give lists of answers)."""
     many = bool(input_type) and input_type.endswith("[]")
-    if job.endpoint == "/v1/embeddings":
+    kind = endpoints.get(job.endpoint).answer
+    if kind == "embedding":
         return _embeddings(many)
-    if job.endpoint == "/v1/moderations":
+    if kind == "moderation":
         return _moderations()
     schema = output_schema(job)
     stop = [
@@ -81,7 +82,7 @@ def answer_sql(job: Job, input_type: str | None = None) -> AnswerSQL:
         (f"__wb_parsed IS NULL OR NOT {check_sql('__wb_parsed', root)}", "'schema_mismatch'", mismatch_message_sql(schema)),
     ]
     columns = [
-        (f.name, duckdb_type(f.type), f"TRY_CAST(__wb_parsed.{quote_name(f.name)} AS {duckdb_type(f.type)})")
+        (f.name, duckdb_type(f.type), f"TRY_CAST(__wb_parsed.{quote_ident(f.name)} AS {duckdb_type(f.type)})")
         for f in schema.fields
     ]
     return AnswerSQL(parse, _case(checks, 1), _case(checks, 2), columns)
@@ -115,9 +116,9 @@ def _moderations() -> AnswerSQL:
     columns = [("flagged", "BOOLEAN", "list_bool_or(list_transform(__wb_parsed, lambda r: r.flagged))")]
     for c in MODERATION_CATEGORIES:
         columns.append((category_column(c), "BOOLEAN",
-                        f"list_bool_or(list_transform(__wb_parsed, lambda r: r.categories.{quote_name(c)}))"))
+                        f"list_bool_or(list_transform(__wb_parsed, lambda r: r.categories.{quote_ident(c)}))"))
     scores = ", ".join(
-        f"{quote_name(category_column(c))} := list_max(list_transform(__wb_parsed, lambda r: r.category_scores.{quote_name(c)}))"
+        f"{quote_ident(category_column(c))} := list_max(list_transform(__wb_parsed, lambda r: r.category_scores.{quote_ident(c)}))"
         for c in MODERATION_CATEGORIES
     )
     columns.append(("category_scores",
@@ -156,7 +157,7 @@ def check_sql(expr: str, t: FieldType, depth: int = 0) -> str:
         var = f"__wb_x{depth}"
         conds.append(f"coalesce(list_bool_and(list_transform({expr}, lambda {var}: {check_sql(var, t.item, depth + 1)})), true)")
     if t.kind == "struct":
-        conds += [check_sql(f"{expr}.{quote_name(f.name)}", f.type, depth + 1) for f in t.fields]
+        conds += [check_sql(f"{expr}.{quote_ident(f.name)}", f.type, depth + 1) for f in t.fields]
     inner = " AND ".join(conds) or "true"
     if t.nullable:
         return f"({expr} IS NULL OR ({inner}))"

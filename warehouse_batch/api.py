@@ -7,10 +7,14 @@ keyword-only settings, the CLI's common flags:
     http_timeout  seconds per API call (default 120)
     work_dir      where shard and result files go (default <db>.warehouse_batch/)
     prices        a JSON price list overriding the shipped one
-    lock_timeout  seconds to wait while another process holds the database
+    lock_timeout  seconds to wait while another process holds the database (default 15)
     memory_limit  DuckDB memory limit (e.g. "2GB"); threads: DuckDB threads
     concurrency   provider calls in flight at once (default 4)
     reporter      progress sink (the CLI passes a rich one; default silent)
+
+A job whose step fails does not stop the others: its report carries `error` (and
+`warehouse_batch.jobs.last_error` records it). `wait=True` with a `timeout` that runs out returns
+reports whose `timed_out` is set.
 """
 
 from __future__ import annotations
@@ -20,16 +24,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import duckdb
-
 from warehouse_batch.jobs import Job
 from warehouse_batch.progress import Reporter
-from warehouse_batch.providers.openai import OpenAIBatchProvider
+from warehouse_batch.providers import ProviderSettings
 from warehouse_batch.runner import Report, Runner
-from warehouse_batch.store import Store
+from warehouse_batch.warehouses import DEFAULT_LOCK_TIMEOUT, Database, open_warehouse
 
 DEFAULT_DB = "warehouse.duckdb"
-Database = str | Path | duckdb.DuckDBPyConnection
 
 
 @contextlib.contextmanager
@@ -40,19 +41,23 @@ def open_runner(
     http_timeout: float | None = None,
     work_dir: str | Path | None = None,
     prices: str | Path | None = None,
-    lock_timeout: float = 0.0,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
     reporter: Reporter | None = None,
     memory_limit: str | None = None,
     threads: int | None = None,
     concurrency: int = 4,
+    read_only: bool = False,
+    submit: bool = True,
+    api_key: str | None = None,
 ) -> Iterator[Runner]:
     """A Runner over an open warehouse, for scripts that chain several steps."""
-
-    def provider() -> OpenAIBatchProvider:
-        return OpenAIBatchProvider(base_url=base_url, **({"timeout": http_timeout} if http_timeout else {}))
-
-    with Store(db, work_dir=work_dir, memory_limit=memory_limit, threads=threads, lock_timeout=lock_timeout) as store:
-        yield Runner(store, reporter=reporter, provider_factory=provider, prices=prices, concurrency=concurrency)
+    provider = ProviderSettings(base_url=base_url, http_timeout=http_timeout, api_key=api_key)
+    warehouse = open_warehouse(db, work_dir=work_dir, memory_limit=memory_limit, threads=threads,
+                               lock_timeout=lock_timeout, read_only=read_only)
+    try:
+        yield Runner(warehouse, provider, reporter=reporter, prices=prices, concurrency=concurrency, submit=submit)
+    finally:
+        warehouse.close()
 
 
 def load_job(job: Job | str | Path, **overrides: Any) -> Job:
@@ -84,22 +89,24 @@ def collect(job_name: str, db: Database = DEFAULT_DB, *, wait: bool = False, pol
     """Poll the job's batches, load finished ones and republish its output table."""
     with open_runner(db, **settings) as runner:
         if wait:
-            runner.wait(job_name, poll_interval=poll_interval, timeout=timeout)
-        else:
-            runner.collect(job_name)
+            return runner.wait(job_name, poll_interval=poll_interval, timeout=timeout)[0]
+        runner.collect(job_name)
         return runner.job_report(job_name)
 
 
 def sync(db: Database = DEFAULT_DB, *, wait: bool = False, retry: bool = False, poll_interval: float = 5.0,
          timeout: float | None = None, **settings: Any) -> list[Report]:
-    """Advance every job: submit unsent shards, collect finished batches, (retry,) republish."""
+    """Advance every job: submit unsent shards, collect finished batches, (retry,) republish.
+
+    Each job is handled on its own: one job's failure is in its report and the others go on."""
     with open_runner(db, **settings) as runner:
         runner.collect(None)
         if retry:
-            for report in runner.status():
-                runner.retry(report.job)
+            for name in runner.ledger.job_names():
+                if name not in runner.failures:
+                    runner.retry(name)
         if wait:
-            runner.wait(None, poll_interval=poll_interval, timeout=timeout)
+            return runner.wait(None, poll_interval=poll_interval, timeout=timeout)
         return runner.status()
 
 
@@ -110,13 +117,13 @@ def retry(job_name: str, db: Database = DEFAULT_DB, *, wait: bool = False, poll_
         runner.collect(job_name)
         report = runner.retry(job_name)
         if wait:
-            runner.wait(job_name, poll_interval=poll_interval, timeout=timeout)
-            report = runner.job_report(job_name)
+            return runner.wait(job_name, poll_interval=poll_interval, timeout=timeout)[0]
         return report
 
 
 def status(db: Database = DEFAULT_DB, job_name: str | None = None, **settings: Any) -> list[Report]:
-    """Rows by status and batches of every job (or one). Reads the warehouse only; no provider calls."""
+    """Rows by status and batches of every job (or one). Opens the warehouse read-only; no provider calls."""
+    settings.setdefault("read_only", True)
     with open_runner(db, **settings) as runner:
         return runner.status(job_name)
 
@@ -128,7 +135,7 @@ def cancel(job_name: str, db: Database = DEFAULT_DB, **settings: Any) -> Report:
 
 
 _SETTINGS = {"base_url", "http_timeout", "work_dir", "prices", "lock_timeout", "reporter", "memory_limit", "threads",
-             "concurrency"}
+             "concurrency", "read_only", "submit", "api_key"}
 
 
 def _split(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -12,11 +12,12 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from warehouse_batch import answers, params, schema
+from warehouse_batch import answers, endpoints, params, schema
+from warehouse_batch.endpoints import MAX_OUTPUT_KEYS, Endpoint
 from warehouse_batch.errors import JobError
 from warehouse_batch.jobs import Job
+from warehouse_batch.quoting import quote_ident, sql_literal
 from warehouse_batch.schema import OutputSchema
-from warehouse_batch.store import quote_ident, sql_literal
 
 #: Query columns with a meaning; any other column is carried to the output table untouched.
 INPUT_COLUMNS = ("prompt", "messages", "body", "input")
@@ -35,17 +36,7 @@ OVERRIDE_COLUMNS = (
     "presence_penalty",
     "dimensions",
 )
-#: Which input columns each endpoint accepts.
-ENDPOINT_INPUTS = {
-    "/v1/chat/completions": ("prompt", "messages", "body"),
-    "/v1/responses": ("prompt", "messages", "body"),
-    "/v1/completions": ("prompt", "body"),
-    "/v1/embeddings": ("input", "prompt", "body"),
-    "/v1/moderations": ("input", "prompt", "body"),
-}
 _TEXT_TYPES = ("VARCHAR", "JSON")
-#: /v1/moderations needs no model; this is OpenAI's default.
-DEFAULT_MODERATION_MODEL = "omni-moderation-latest"
 
 
 @dataclass(frozen=True)
@@ -57,15 +48,6 @@ class BodySQL:
     model: str  # the model name (NULL when missing: a validation error)
     line_overhead: int  # bytes a JSONL line adds around the body, newline included
     max_output: str  # the request's output-token ceiling (max_tokens & co.), NULL when it sets none
-
-
-#: Request parameters that cap output tokens, by endpoint family.
-MAX_OUTPUT_KEYS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
-
-
-def json_literal(value: Any) -> str:
-    """A job option value as canonical JSON text inside a SQL string literal."""
-    return sql_literal(json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True))
 
 
 def _col(name: str) -> str:
@@ -84,7 +66,8 @@ def build(job: Job, columns: dict[str, str]) -> BodySQL:
     Raises JobError before any row is read for: no/several input columns, an invalid output
     schema, unknown or invalid job params, override columns the endpoint does not take, and
     output columns that would clash with the query's."""
-    allowed = ENDPOINT_INPUTS[job.endpoint]
+    endpoint = endpoints.get(job.endpoint)
+    allowed = (*endpoint.inputs, "body")
     present = [c for c in INPUT_COLUMNS if c in columns]
     if not present:
         raise JobError(
@@ -102,7 +85,7 @@ def build(job: Job, columns: dict[str, str]) -> BodySQL:
             f"job {job.name}: endpoint {job.endpoint} takes its input from one of {', '.join(allowed)}, "
             f"not from a '{input_column}' column"
         )
-    output_schema = _output_schema(job)
+    output_schema = _output_schema(job, endpoint)
     _check_output_columns(job, columns, input_column)
 
     if input_column == "body":  # a full body, sent as given (its hash included)
@@ -112,34 +95,33 @@ def build(job: Job, columns: dict[str, str]) -> BodySQL:
             f"TRY_CAST(json_extract_string({body}, '$.{key}') AS BIGINT)" for key in MAX_OUTPUT_KEYS) + ")"
         return BodySQL(input_column, body, model, line_overhead(job.endpoint), max_output)
 
-    params.check_job_params(job.endpoint, job.params, has_schema=output_schema is not None)
-    params.check_override_columns(job.endpoint, columns, OVERRIDE_COLUMNS)
-    default_model = job.model or (DEFAULT_MODERATION_MODEL if job.endpoint == "/v1/moderations" else None)
-    model = _with_default("model", columns, default_model, cast="VARCHAR")
+    params.check_job_params(endpoint, job.params, has_schema=output_schema is not None)
+    params.check_override_columns(endpoint, columns, OVERRIDE_COLUMNS)
+    model = _with_default("model", columns, job.model or endpoint.default_model, cast="VARCHAR")
     system = _with_default("system", columns, job.system, cast="VARCHAR")
     parts = ["'{\"model\":' || to_json(" + model + ")"]
-    if job.endpoint == "/v1/chat/completions":
+    if endpoint.shape == "chat":
         parts.append("',\"messages\":' || " + _chat_messages(input_column, columns, system))
-    elif job.endpoint == "/v1/responses":
+    elif endpoint.shape == "responses":
         parts.append(f"coalesce(',\"instructions\":' || to_json({system}), '')")
         if input_column == "prompt":
             parts.append(f"',\"input\":' || to_json({_col('prompt')})")
         else:
             parts.append("',\"input\":' || " + _json_text(_col("messages"), columns["messages"]))
-    elif job.endpoint == "/v1/completions":
+    elif endpoint.shape == "completions":
         parts.append(f"',\"prompt\":' || to_json({_col('prompt')})")
     else:  # embeddings, moderations: a text (or list of texts) input
         parts.append(f"',\"input\":' || to_json({_col(input_column)})")
     if output_schema is not None:
-        key, value = output_schema.response_format(job.endpoint)
+        key, value = output_schema.response_format(endpoint)
         # Property order matters to the model (it answers in that order): no key sorting here.
         parts.append(sql_literal(f',"{key}":' + json.dumps(value, ensure_ascii=False, separators=(",", ":"))))
-    parts.extend(_params(job, columns))
+    parts.extend(_params(job, endpoint, columns))
     body = "(" + " || ".join(parts) + " || '}')"
     return BodySQL(input_column, body, model, line_overhead(job.endpoint), _max_output(job, columns))
 
 
-def _output_schema(job: Job) -> OutputSchema | None:
+def _output_schema(job: Job, endpoint: Endpoint) -> OutputSchema | None:
     if isinstance(job.output_schema, type):  # the job definition is stored as JSON: keep a reference instead
         model = job.output_schema
         raise JobError(
@@ -147,9 +129,9 @@ def _output_schema(job: Job) -> OutputSchema | None:
             "(a string), so the job can be stored and re-run"
         )
     output_schema = schema.load(job.output_schema)
-    if output_schema is not None and job.endpoint not in schema.STRUCTURED_ENDPOINTS:
+    if output_schema is not None and endpoint.schema_key is None:
         raise JobError(
-            f"job {job.name}: output_schema works with {' and '.join(schema.STRUCTURED_ENDPOINTS)}; "
+            f"job {job.name}: output_schema works with {' and '.join(endpoints.STRUCTURED)}; "
             f"{job.endpoint} has fixed output columns (remove output_schema)"
         )
     return output_schema
@@ -202,18 +184,18 @@ def _with_default(name: str, columns: dict[str, str], default: Any, cast: str) -
     return f"CAST({literal} AS {cast})"
 
 
-def _params(job: Job, columns: dict[str, str]) -> list[str]:
+def _params(job: Job, endpoint: Endpoint, columns: dict[str, str]) -> list[str]:
     """`,"key":value` pieces for every request parameter, sorted by body key; NULL per-row values fall back.
 
     Per-row values are cast to the parameter's type (a bad one is reported by compile's row checks)."""
-    known = params.ENDPOINT_PARAMS[job.endpoint]
+    known = endpoint.params
     row_params = {c for c in OVERRIDE_COLUMNS if c in columns and c not in ("model", "system")}
     pieces = []
-    for key in sorted(set(job.params) | row_params, key=lambda k: params.param_body_key(job.endpoint, k)):
-        body_key = params.param_body_key(job.endpoint, key)
-        head, tail = f',"{body_key}":', ""
-        if body_key != key:  # reasoning_effort on /v1/responses: "reasoning": {"effort": ...}
-            head, tail = ',"reasoning":{"effort":', "}"
+    for key in sorted(set(job.params) | row_params, key=endpoint.body_key):
+        head, tail = f',"{key}":', ""
+        if key in endpoint.nested_params:  # reasoning_effort on /v1/responses: "reasoning": {"effort": ...}
+            outer, inner = endpoint.nested_params[key]
+            head, tail = f',"{outer}":{{"{inner}":', "}"
         job_value = job.params.get(key)
         job_json = None if job_value is None else json.dumps(job_value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
         if key in row_params:

@@ -1,14 +1,16 @@
 """`warehouse-batch`: the command line, one command per function of the Python API.
 
-Exit codes: 0 success; 1 unexpected error; 2 usage or configuration error; 3 invalid job, query
-or rows (nothing was sent); 4 provider error (re-run to resume); 5 finished, but some rows did not
-complete (see their status in the output table).
+Exit codes: 0 success; 1 unexpected error; 2 usage or configuration error (or the warehouse stayed
+busy); 3 invalid job, query or rows (nothing was sent); 4 provider error, or a job's step failed
+(re-run to resume); 5 finished, but some rows did not complete (see their status in the output
+table); 6 `--wait --timeout` ran out with batches still running; 130 stopped by SIGINT/SIGTERM.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -19,9 +21,10 @@ from rich.console import Console
 from rich.table import Table
 
 from warehouse_batch import api
-from warehouse_batch.errors import RowsFailedError, WarehouseBatchError
+from warehouse_batch.errors import JobsFailedError, RowsFailedError, StoppedError, TimedOutError, WarehouseBatchError
 from warehouse_batch.progress import NullReporter, RichReporter
 from warehouse_batch.runner import Report
+from warehouse_batch.warehouses import DEFAULT_LOCK_TIMEOUT
 
 out = Console()
 err = Console(stderr=True)
@@ -37,8 +40,8 @@ def _db_option(fn: Callable) -> Callable:
 
 
 def _common(fn: Callable) -> Callable:
-    fn = click.option("--lock-timeout", type=float, default=0.0, show_default=True,
-                      help="Seconds to wait while another process holds the database (0: fail at once).")(fn)
+    fn = click.option("--lock-timeout", type=float, default=DEFAULT_LOCK_TIMEOUT, show_default=True,
+                      help="Seconds to wait (with back-off) while another process holds the database.")(fn)
     fn = click.option("--prices", type=click.Path(dir_okay=False, exists=True), default=None,
                       help="JSON price list overriding the shipped one (default: $WAREHOUSE_BATCH_PRICES).")(fn)
     fn = click.option("--threads", type=int, default=None, help="DuckDB threads (default: all cores).")(fn)
@@ -140,22 +143,45 @@ def _handle(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        previous = signal.signal(signal.SIGTERM, _stop)  # SIGTERM stops as cleanly as Ctrl-C
         try:
             return fn(*args, **kwargs)
+        except KeyboardInterrupt:
+            err.print("[bold red]stopped[/] (interrupted); what was recorded stays, run the same command to resume",
+                      highlight=False)
+            sys.exit(StoppedError.exit_code)
         except WarehouseBatchError as exc:
             err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
             sys.exit(exc.exit_code)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
 
     return wrapper
 
 
+def _stop(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 # -- output -------------------------------------------------------------------------------------
-def _print_reports(reports: list[Report], as_json: bool, *, check_failed: bool = False) -> None:
+def _print_reports(reports: list[Report], as_json: bool, *, check_failed: bool = False, check_errors: bool = True) -> None:
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in reports], indent=2))
     else:
         for report in reports:
             _print_report(report)
+    failed = [r for r in reports if r.error] if check_errors else []
+    if failed:
+        raise JobsFailedError(
+            f"{len(failed)} job(s) failed and were skipped (the others went on): "
+            + "; ".join(f"{r.job}: {r.error}" for r in failed)
+        )
+    timed_out = [r for r in reports if r.timed_out]
+    if timed_out:
+        raise TimedOutError(
+            f"--timeout ran out while {', '.join(str(r.job) for r in timed_out)} still had batches running; their "
+            "rows are pending in the output table. `warehouse-batch collect JOB` or `sync` continues later"
+        )
     if check_failed and any(r.unsuccessful for r in reports):
         n = sum(r.unsuccessful for r in reports)
         raise RowsFailedError(f"{n} row(s) did not complete; their status and error are in the output table")
@@ -178,8 +204,10 @@ def _print_report(report: Report) -> None:
         out.print(table)
     if report.dry_run:
         return
-    rows = ", ".join(f"{n:,} {s}" for s, n in sorted(report.statuses.items())) or "no rows"
+    rows = ", ".join(f"{n:,} {s}" for s, n in sorted(report.statuses.items())) or "no rows published yet"
     out.print(f"[bold]{report.job}[/] → table [cyan]{report.table}[/]: {rows}", highlight=False)
+    if report.error:
+        out.print(f"[red]failed:[/] {report.error}", highlight=False, markup=True, soft_wrap=True)
     progress = report.progress or {}
     if progress.get("live_batches"):
         eta = f", about {progress['eta_seconds']:,} s left" if progress.get("eta_seconds") is not None else ""
@@ -279,7 +307,7 @@ def status(job_name: str | None, db: str, **kw: Any) -> None:
       warehouse-batch status review_sentiment --json | jq '.[0].statuses'
     """
     as_json = kw["as_json"]
-    _print_reports(api.status(db, job_name, **_settings(kw)), as_json)
+    _print_reports(api.status(db, job_name, **_settings(kw)), as_json, check_errors=False)
 
 
 @main.command()

@@ -16,27 +16,13 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError
 
-from warehouse_batch import bodies, params
+from warehouse_batch import bodies, endpoints, params
 from warehouse_batch.errors import JobError, ValidationError
 from warehouse_batch.jobs import Job
-from warehouse_batch.store import SCHEMA, Store, quote_ident, sql_literal
+from warehouse_batch.names import is_reserved_column, stage_table
+from warehouse_batch.quoting import quote_ident, sql_literal
+from warehouse_batch.warehouses.base import Warehouse
 
-#: Columns the output table adds; a query column of the same name would be shadowed.
-OUTPUT_COLUMNS = (
-    "content",
-    "status",
-    "error_code",
-    "error_message",
-    "finish_reason",
-    "refusal",
-    "input_tokens",
-    "output_tokens",
-    "request_hash",
-    "batch_id",
-    "completed_at",
-    "cost_usd",
-    "attempts",
-)
 _SAMPLE = 10
 
 
@@ -50,10 +36,6 @@ class Stage:
     input_column: str
     row_count: int
     request_count: int
-
-
-def stage_table(job_name: str) -> str:
-    return f"{SCHEMA}.{quote_ident(job_name + '__rows_next')}"
 
 
 def check_query(job: Job) -> None:
@@ -90,29 +72,28 @@ def _duckdb_accepts_select(query: str) -> bool:
     return len(statements) == 1 and statements[0].type == duckdb.StatementType.SELECT
 
 
-def describe(store: Store, job: Job) -> dict[str, str]:
+def describe(warehouse: Warehouse, job: Job) -> dict[str, str]:
     """The query's output columns and types, without running it."""
     try:
-        cur = store.execute(f"DESCRIBE SELECT * FROM ({job.query}) AS q")
+        return warehouse.describe_query(job.query)
     except duckdb.Error as exc:
         raise JobError(f"job {job.name}: the query fails in DuckDB: {_first_line(exc)}") from None
-    return {row[0]: row[1] for row in cur.fetchall()}
 
 
-def compile_job(store: Store, job: Job, *, nonce: str | None = None) -> Stage:
+def compile_job(warehouse: Warehouse, job: Job, *, nonce: str | None = None) -> Stage:
     """Run the query once into the stage table, hash the bodies in SQL, and validate every row.
 
     Raises JobError / ValidationError naming the columns or rows at fault; the stage is dropped then.
     """
     check_query(job)
-    columns = describe(store, job)
+    columns = describe(warehouse, job)
     _check_columns(job, columns)
     spec = bodies.build(job, columns)
     table = stage_table(job.name)
     salt = "" if nonce is None else " || " + sql_literal(chr(10) + nonce)
     try:
-        store.execute(f"DROP TABLE IF EXISTS {table}")
-        store.execute(
+        warehouse.execute(f"DROP TABLE IF EXISTS {table}")
+        warehouse.execute(
             f"""
             CREATE TABLE {table} AS
             SELECT * EXCLUDE (__wb_body),
@@ -127,18 +108,18 @@ def compile_job(store: Store, job: Job, *, nonce: str | None = None) -> Stage:
             """
         )
     except duckdb.Error as exc:
-        drop_stage(store, job)
+        drop_stage(warehouse, job)
         raise JobError(f"job {job.name}: building request bodies failed: {_first_line(exc)}") from None
-    problems = _row_problems(store, job, table, columns, spec.input_column)
+    problems = _row_problems(warehouse, job, table, columns, spec.input_column)
     if problems:
-        drop_stage(store, job)
+        drop_stage(warehouse, job)
         raise ValidationError(problems)
-    row_count, request_count = store.one(f"SELECT count(*), count(DISTINCT __wb_request_hash) FROM {table}")
+    row_count, request_count = warehouse.one(f"SELECT count(*), count(DISTINCT __wb_request_hash) FROM {table}")
     return Stage(job, table, columns, spec.input_column, row_count, request_count)
 
 
-def drop_stage(store: Store, job: Job) -> None:
-    store.execute(f"DROP TABLE IF EXISTS {stage_table(job.name)}")
+def drop_stage(warehouse: Warehouse, job: Job) -> None:
+    warehouse.execute(f"DROP TABLE IF EXISTS {stage_table(job.name)}")
 
 
 def _check_columns(job: Job, columns: dict[str, str]) -> None:
@@ -147,7 +128,7 @@ def _check_columns(job: Job, columns: dict[str, str]) -> None:
             f"job {job.name}: the query has no custom_id column; select your key AS custom_id "
             f"(columns found: {', '.join(columns)})"
         )
-    clashes = [c for c in columns if c in OUTPUT_COLUMNS or c.startswith("__wb_")]
+    clashes = [c for c in columns if is_reserved_column(c)]
     if clashes:
         raise JobError(
             f"job {job.name}: query column(s) {', '.join(clashes)} would clash with output columns of the same "
@@ -155,7 +136,7 @@ def _check_columns(job: Job, columns: dict[str, str]) -> None:
         )
 
 
-def _row_problems(store: Store, job: Job, table: str, columns: dict[str, str], input_column: str) -> list[str]:
+def _row_problems(warehouse: Warehouse, job: Job, table: str, columns: dict[str, str], input_column: str) -> list[str]:
     """Every reason some rows cannot be sent, each naming up to 10 custom_ids and the count.
 
     All rules are counted in one scan; examples are fetched only for the rules that fail."""
@@ -184,7 +165,7 @@ def _row_problems(store: Store, job: Job, table: str, columns: dict[str, str], i
                 "ask for streaming, which the Batch API does not support (remove \"stream\": true)",
             ))
     if input_column != "body":  # per-row override values (temperature, max_tokens, ...) of the wrong type or range
-        rules += params.row_checks(job.endpoint, columns, bodies.OVERRIDE_COLUMNS)
+        rules += params.row_checks(endpoints.get(job.endpoint), columns, bodies.OVERRIDE_COLUMNS)
     # Only meaningful once the inputs themselves are sound: reported when the rules above all pass.
     missing_model = "set 'model:' in the job" if input_column != "body" else "put \"model\" in each body"
     later = [
@@ -194,7 +175,7 @@ def _row_problems(store: Store, job: Job, table: str, columns: dict[str, str], i
         ("__wb_request_hash IS NULL", "could not be turned into a request body (a NULL in a required column)"),
     ]
     everything = rules + later
-    counts = store.one(
+    counts = warehouse.one(
         "SELECT count_if(__wb_cid IS NULL), "
         + ", ".join(f"count_if(coalesce(({where}), false))" for where, _ in everything)
         + f" FROM {table}"
@@ -202,7 +183,7 @@ def _row_problems(store: Store, job: Job, table: str, columns: dict[str, str], i
     problems = []
     if counts[0]:
         problems.append(f"{counts[0]} row(s) have a NULL custom_id; every row needs a unique, non-NULL custom_id")
-    dupes = store.execute(
+    dupes = warehouse.execute(
         f"SELECT __wb_cid, count(*) FROM {table} WHERE __wb_cid IS NOT NULL "
         "GROUP BY __wb_cid HAVING count(*) > 1 ORDER BY __wb_cid"
     ).fetchall()
@@ -216,13 +197,13 @@ def _row_problems(store: Store, job: Job, table: str, columns: dict[str, str], i
     elif problems:
         failing = []
     for where, what in failing:
-        problems += offenders(store, table, where, what)
+        problems += offenders(warehouse, table, where, what)
     return problems
 
 
-def offenders(store: Store, table: str, where: str, what: str) -> list[str]:
+def offenders(warehouse: Warehouse, table: str, where: str, what: str) -> list[str]:
     """'N row(s) <what>: custom_id a, b, … and M more' for the rows of `table` matching `where`."""
-    count, sample = store.one(
+    count, sample = warehouse.one(
         f"SELECT count(*), list(__wb_cid ORDER BY __wb_cid) FILTER (WHERE __wb_cid IS NOT NULL)[1:{_SAMPLE}] "
         f"FROM {table} WHERE coalesce(({where}), false)"
     )
@@ -241,4 +222,4 @@ def _first_line(exc: Exception) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
-__all__ = ["Stage", "check_query", "compile_job", "describe", "drop_stage", "offenders", "stage_table"]
+__all__ = ["Stage", "check_query", "compile_job", "describe", "drop_stage", "offenders"]

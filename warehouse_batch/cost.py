@@ -2,8 +2,8 @@
 
 Estimates are made in SQL over the compiled stage: input tokens are `ceil(body bytes / 4)` (an
 over-estimate for English prose, named as such wherever it is shown); output tokens are the
-request's `max_tokens` / `max_completion_tokens` / `max_output_tokens` (see bodies.MAX_OUTPUT_KEYS),
-else 256 per request (0 for embeddings and moderations). Actual spend comes from each answer's
+request's `max_tokens` / `max_completion_tokens` / `max_output_tokens` (see endpoints.MAX_OUTPUT_KEYS),
+else the endpoint's `default_output_tokens` (256 for text, 0 for embeddings and moderations). Actual spend comes from each answer's
 `usage`.
 """
 
@@ -15,12 +15,13 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from warehouse_batch import endpoints
 from warehouse_batch.errors import ConfigError, JobError
 from warehouse_batch.jobs import Job
-from warehouse_batch.store import SCHEMA, Store
+from warehouse_batch.names import SCHEMA
+from warehouse_batch.warehouses.base import Warehouse
 
 PRICES_ENV = "WAREHOUSE_BATCH_PRICES"
-DEFAULT_OUTPUT_TOKENS = 256
 ESTIMATE_METHOD = "input: ceil(request body bytes / 4); output: max_tokens, else 256 per request"
 
 
@@ -33,7 +34,7 @@ class Estimate:
     unpriced_models: tuple[str, ...]
 
 
-def load_prices(store: Store, path: str | Path | None = None) -> None:
+def load_prices(warehouse: Warehouse, path: str | Path | None = None) -> None:
     """Replace the prices table with the shipped list, overlaid with the user's file (if any)."""
     shipped = json.loads(resources.files("warehouse_batch").joinpath("data/prices.json").read_text(encoding="utf-8"))
     discount = float(shipped.get("batch_discount", 0.5))
@@ -53,17 +54,17 @@ def load_prices(store: Store, path: str | Path | None = None) -> None:
                          float(price.get("output", 0.0)), discount))
         except (KeyError, TypeError, ValueError):
             raise ConfigError(f"prices for {model!r} need numeric 'input' (and 'output', 'cached_input') per 1M tokens") from None
-    with store.transaction():
-        store.execute(f"DELETE FROM {SCHEMA}.prices")
-        store.con.executemany(f"INSERT INTO {SCHEMA}.prices VALUES (?, ?, ?, ?, ?)", rows)
+    with warehouse.transaction():
+        warehouse.execute(f"DELETE FROM {SCHEMA}.prices")
+        warehouse.con.executemany(f"INSERT INTO {SCHEMA}.prices VALUES (?, ?, ?, ?, ?)", rows)
 
 
-def estimate(store: Store, todo_sql: str, endpoint: str) -> Estimate:
+def estimate(warehouse: Warehouse, todo_sql: str, endpoint: str) -> Estimate:
     """Tokens and cost of the requests `todo_sql` selects: one row per request with columns
     model, input_tokens and max_output (NULL: no max_tokens set). Priced per model, not per row."""
-    default = 0 if endpoint in ("/v1/embeddings", "/v1/moderations") else DEFAULT_OUTPUT_TOKENS
+    default = endpoints.get(endpoint).default_output_tokens
     output = "0" if default == 0 else f"coalesce(max_output, {default})"
-    rows = store.rows(
+    rows = warehouse.rows(
         f"""
         WITH todo AS ({todo_sql}),
         per_model AS (

@@ -7,13 +7,13 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+import pyarrow.csv
+
+from warehouse_batch import api
 from warehouse_batch.emulator import Emulator, EmulatorConfig
 from warehouse_batch.errors import ConfigError
-from warehouse_batch.jobs import Job
 from warehouse_batch.progress import Reporter
-from warehouse_batch.providers.openai import OpenAIBatchProvider
-from warehouse_batch.runner import Runner
-from warehouse_batch.store import Store, sql_literal
+from warehouse_batch.warehouses import open_warehouse
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "reviews"
 
@@ -29,14 +29,15 @@ def run_demo(directory: Path, *, console: Console, reporter: Reporter) -> None:
     db = directory / "reviews.duckdb"
     # Emulator state persists beside the database, so an interrupted demo resumes its batches.
     config = EmulatorConfig(validation_delay=1.0, request_time=0.01, state_dir=str(directory / "emulator"))
-    with Emulator(config) as emu, Store(db) as store:
-        store.execute(
-            f"CREATE OR REPLACE TABLE reviews AS SELECT * FROM read_csv({sql_literal(str(csv_path))}, header = true)"
-        )
+    with Emulator(config) as emu:
+        with open_warehouse(db) as warehouse:  # the demo's own source table, written with the bulk path
+            warehouse.write_table("reviews", pyarrow.csv.read_csv(csv_path).to_reader(), "replace")
+            work_dir = warehouse.work_dir
         console.print(f"emulator: {emu.base_url}   warehouse: {db}   job: {job_path}\n", highlight=False)
-        runner = Runner(store, OpenAIBatchProvider(base_url=emu.base_url, api_key="emulator"), reporter=reporter)
-        report = runner.run(Job.from_file(job_path), wait=True, poll_interval=0.5)
-        sample = store.execute(
+        report = api.run(job_path, db, wait=True, poll_interval=0.5, base_url=emu.base_url, api_key="emulator",
+                         reporter=reporter)
+    with open_warehouse(db, read_only=True) as warehouse:
+        sample = warehouse.execute(
             """
             SELECT r.review_id, left(replace(r.review_text, chr(10), ' '), 60) AS review, s.content, s.status
             FROM reviews AS r JOIN review_sentiment AS s ON s.custom_id = r.review_id
@@ -53,7 +54,7 @@ def run_demo(directory: Path, *, console: Console, reporter: Reporter) -> None:
     console.print(
         f"\n{report.counts.rows if report.counts else 0} rows → table review_sentiment ({counts}).\n"
         f"Warehouse: {db} (metadata in schema warehouse_batch: jobs, runs, requests, batches, results, job_status)\n"
-        f"Shards and downloaded results: {store.work_dir}\n"
+        f"Shards and downloaded results: {work_dir}\n"
         f"Try (with the duckdb CLI): duckdb {db} \"SELECT status, count(*) FROM review_sentiment GROUP BY ALL\"\n"
         "Run the demo again: every answer is cached, nothing is sent twice.",
         highlight=False,

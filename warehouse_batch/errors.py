@@ -35,14 +35,26 @@ class ConfigError(WarehouseBatchError):
     exit_code = 2
 
 
+class WarehouseBusyError(ConfigError):
+    """Another process held the warehouse for longer than the lock timeout. Trying again later works."""
+
+    transient = True
+
+
 class ProviderError(WarehouseBatchError):
     """The provider refused or failed a call. transient=True means re-running later should succeed."""
 
     exit_code = 4
 
-    def __init__(self, message: str, *, transient: bool = False):
+    def __init__(self, message: str, *, transient: bool = False, status_code: int | None = None):
         super().__init__(message)
         self.transient = transient
+        self.status_code = status_code  # the provider's HTTP status, when it answered
+
+    @property
+    def gone(self) -> bool:
+        """The provider no longer has what we asked for (HTTP 404)."""
+        return self.status_code == 404
 
 
 class NotFoundError(WarehouseBatchError):
@@ -55,3 +67,21 @@ class RowsFailedError(WarehouseBatchError):
     """The run finished but some rows did not complete; they are visible in the output table."""
 
     exit_code = 5
+
+
+class StoppedError(WarehouseBatchError):
+    """Stopped by SIGINT or SIGTERM. What was recorded stays; the same command resumes."""
+
+    exit_code = 130
+
+
+class TimedOutError(WarehouseBatchError):
+    """`--wait --timeout` ran out while batches were still running; `collect`/`sync` continues later."""
+
+    exit_code = 6
+
+
+class JobsFailedError(WarehouseBatchError):
+    """Some jobs' steps failed (each recorded on its job); every other job was handled."""
+
+    exit_code = 4

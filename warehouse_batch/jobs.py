@@ -21,9 +21,9 @@ from typing import Any
 
 import yaml
 
+from warehouse_batch import endpoints
 from warehouse_batch.errors import JobError
 
-ENDPOINTS = ("/v1/chat/completions", "/v1/responses", "/v1/embeddings", "/v1/completions", "/v1/moderations")
 #: What OpenAI allows per batch input file; jobs may only lower these.
 MAX_REQUESTS_PER_SHARD = 50_000
 MAX_BYTES_PER_SHARD = 200 * 1024 * 1024
@@ -46,7 +46,7 @@ class Job:
     name: str
     query: str
     model: str | None = None
-    endpoint: str = "/v1/chat/completions"
+    endpoint: str = endpoints.DEFAULT
     system: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
     table: str | None = None
@@ -179,8 +179,7 @@ def _validate(job: Job) -> None:
         )
     if job.table is not None and not _TABLE_RE.match(job.table):
         raise JobError(f"option 'table' {job.table!r} is not valid: use 'name' or 'schema.name' (letters, digits, _)")
-    if job.endpoint not in ENDPOINTS:
-        raise JobError(f"option 'endpoint' {job.endpoint!r} is not supported. Use one of: {', '.join(ENDPOINTS)}")
+    endpoints.get(job.endpoint)  # refuses an unknown endpoint, naming the supported ones
     if job.completion_window != "24h":
         raise JobError(f"option 'completion_window' must be '24h' (the only window the Batch API offers), got {job.completion_window!r}")
     if job.model is not None and (not isinstance(job.model, str) or not job.model.strip()):

@@ -1,4 +1,4 @@
-"""Request parameters per endpoint: which exist, their types and ranges.
+"""Checks of request parameters: their kinds and ranges (each endpoint declares its own in `endpoints.py`).
 
 Job-level `params` are checked here in Python when the job compiles; per-row override columns
 (`temperature`, `max_tokens`, ...) are checked in SQL over the staged rows (`row_checks`), so a
@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from warehouse_batch.errors import JobError
-from warehouse_batch.store import quote_ident, sql_literal
+from warehouse_batch.quoting import quote_ident, sql_literal
+
+if TYPE_CHECKING:
+    from warehouse_batch.endpoints import Endpoint
 
 
 @dataclass(frozen=True)
@@ -68,78 +71,21 @@ def _fmt(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else str(x)
 
 
-_TEMPERATURE = Param("number", 0, 2)
-_TOP_P = Param("number", 0, 1)
-_PENALTY = Param("number", -2, 2)
-_POSITIVE = Param("integer", 1)
-_EFFORT = Param("enum", values=("none", "minimal", "low", "medium", "high", "xhigh"))
-_COMMON = {
-    "user": Param("string"), "metadata": Param("object"), "store": Param("boolean"), "service_tier": Param("string"),
-    "prompt_cache_key": Param("string"), "safety_identifier": Param("string"),
-}
-
-#: The request parameters each endpoint accepts (besides the keys warehouse_batch builds itself).
-ENDPOINT_PARAMS: dict[str, dict[str, Param]] = {
-    "/v1/chat/completions": {
-        **_COMMON,
-        "temperature": _TEMPERATURE, "top_p": _TOP_P, "max_tokens": _POSITIVE, "max_completion_tokens": _POSITIVE,
-        "seed": Param("integer"), "reasoning_effort": _EFFORT, "frequency_penalty": _PENALTY,
-        "presence_penalty": _PENALTY, "n": Param("integer", 1, 1), "stop": Param("stop"), "logprobs": Param("boolean"),
-        "top_logprobs": Param("integer", 0, 20), "logit_bias": Param("object"), "response_format": Param("object"),
-        "tools": Param("array"), "tool_choice": Param("any"), "parallel_tool_calls": Param("boolean"),
-        "verbosity": Param("enum", values=("low", "medium", "high")), "prediction": Param("object"),
-        "modalities": Param("array"), "audio": Param("object"), "web_search_options": Param("object"),
-    },
-    "/v1/responses": {
-        **_COMMON,
-        "temperature": _TEMPERATURE, "top_p": _TOP_P, "max_output_tokens": _POSITIVE, "reasoning": Param("object"),
-        "reasoning_effort": _EFFORT,  # sent as "reasoning": {"effort": ...}
-        "text": Param("object"), "tools": Param("array"), "tool_choice": Param("any"),
-        "parallel_tool_calls": Param("boolean"), "truncation": Param("enum", values=("auto", "disabled")),
-        "include": Param("array"), "top_logprobs": Param("integer", 0, 20), "max_tool_calls": _POSITIVE,
-    },
-    "/v1/completions": {
-        "temperature": _TEMPERATURE, "top_p": _TOP_P, "max_tokens": _POSITIVE, "seed": Param("integer"),
-        "n": Param("integer", 1, 1), "best_of": Param("integer", 1, 1), "stop": Param("stop"), "echo": Param("boolean"),
-        "logprobs": Param("integer", 0, 5), "suffix": Param("string"), "frequency_penalty": _PENALTY,
-        "presence_penalty": _PENALTY, "logit_bias": Param("object"), "user": Param("string"),
-    },
-    "/v1/embeddings": {
-        "dimensions": _POSITIVE, "user": Param("string"),
-        # Vectors are loaded as FLOAT[] in SQL; base64 text would have to be decoded row by row.
-        "encoding_format": Param("enum", values=("float",)),
-    },
-    "/v1/moderations": {},
-}
-#: A wrong name that has a right one on this endpoint.
-_RENAMES = {
-    ("/v1/responses", "max_tokens"): "max_output_tokens",
-    ("/v1/responses", "max_completion_tokens"): "max_output_tokens",
-    ("/v1/chat/completions", "max_output_tokens"): "max_completion_tokens",
-    ("/v1/responses", "response_format"): "output_schema (or params.text)",
-}
-
-
-def param_body_key(endpoint: str, name: str) -> str:
-    """The body key a parameter is written under (`reasoning_effort` is nested on /v1/responses)."""
-    return "reasoning" if (endpoint == "/v1/responses" and name == "reasoning_effort") else name
-
-
-def _unknown(endpoint: str, name: str, where: str) -> JobError:
-    known = sorted(ENDPOINT_PARAMS[endpoint])
-    hint = _RENAMES.get((endpoint, name))
+def _unknown(endpoint: Endpoint, name: str, where: str) -> JobError:
+    known = sorted(endpoint.params)
+    hint = endpoint.renames.get(name)
     if hint:
-        return JobError(f"{where} {name!r} is not a parameter of {endpoint}; use {hint}")
+        return JobError(f"{where} {name!r} is not a parameter of {endpoint.path}; use {hint}")
     listing = f"known: {', '.join(known)}" if known else "it takes no parameters besides model"
     return JobError(
-        f"{where} {name!r} is not a parameter of {endpoint} ({listing}). For a parameter warehouse_batch does not "
-        "know yet, pass whole request bodies in a 'body' column"
+        f"{where} {name!r} is not a parameter of {endpoint.path} ({listing}). For a parameter warehouse_batch does "
+        "not know yet, pass whole request bodies in a 'body' column"
     )
 
 
-def check_job_params(endpoint: str, params: dict[str, Any], *, has_schema: bool) -> None:
+def check_job_params(endpoint: Endpoint, params: dict[str, Any], *, has_schema: bool) -> None:
     """Raise JobError for an unknown parameter, a value of the wrong type or out of range."""
-    allowed = ENDPOINT_PARAMS[endpoint]
+    allowed = endpoint.params
     for name, value in sorted(params.items()):
         spec = allowed.get(name)
         if spec is None:
@@ -147,31 +93,33 @@ def check_job_params(endpoint: str, params: dict[str, Any], *, has_schema: bool)
         if value is None:
             continue
         if not spec.accepts(value):
-            raise JobError(f"param {name!r} must be {spec.describe()} for {endpoint}, got {json.dumps(value)}")
-    if has_schema:
-        clash = {"/v1/chat/completions": "response_format", "/v1/responses": "text"}.get(endpoint)
-        if clash and clash in params:
-            raise JobError(f"param {clash!r} and output_schema both set the answer format; keep only output_schema")
-    if endpoint == "/v1/responses" and "reasoning_effort" in params and "reasoning" in params:
-        raise JobError("params 'reasoning' and 'reasoning_effort' both set the reasoning effort; keep one")
+            raise JobError(f"param {name!r} must be {spec.describe()} for {endpoint.path}, got {json.dumps(value)}")
+    if has_schema and endpoint.schema_key and endpoint.schema_key in params:
+        raise JobError(
+            f"param {endpoint.schema_key!r} and output_schema both set the answer format; keep only output_schema"
+        )
+    for name, (body_key, _) in endpoint.nested_params.items():
+        if name in params and body_key in params:
+            raise JobError(f"params {body_key!r} and {name!r} both set the same thing; keep one")
 
 
-def check_override_columns(endpoint: str, columns: dict[str, str], override_columns: tuple[str, ...]) -> None:
+def check_override_columns(endpoint: Endpoint, columns: dict[str, str], override_columns: tuple[str, ...]) -> None:
     """A per-row override column must name a parameter of this endpoint."""
-    allowed = ENDPOINT_PARAMS[endpoint]
+    allowed = endpoint.params
     for name in override_columns:
         if name not in columns or name == "model":
             continue
         if name == "system":
-            if endpoint not in ("/v1/chat/completions", "/v1/responses"):
+            if not endpoint.takes_system:
                 raise JobError(
-                    f"the query has a 'system' column, but {endpoint} takes no system prompt; rename or drop the column"
+                    f"the query has a 'system' column, but {endpoint.path} takes no system prompt; rename or drop "
+                    "the column"
                 )
             continue
         if name not in allowed:
             raise JobError(
                 f"the query's column {name!r} would override a request parameter, but {name!r} is not a parameter of "
-                f"{endpoint}; rename the column (e.g. {name} AS source_{name})"
+                f"{endpoint.path}; rename the column (e.g. {name} AS source_{name})"
             )
         if allowed[name].kind not in ("number", "integer", "string", "enum", "boolean"):
             raise JobError(f"the column {name!r} cannot override {name} per row; set it in the job's params")
@@ -186,10 +134,10 @@ def row_value_sql(kind: str, column: str) -> str:
     return f"CAST(to_json(TRY_CAST({column} AS {cast})) AS VARCHAR)"
 
 
-def row_checks(endpoint: str, columns: dict[str, str], override_columns: tuple[str, ...]) -> list[tuple[str, str]]:
+def row_checks(endpoint: Endpoint, columns: dict[str, str], override_columns: tuple[str, ...]) -> list[tuple[str, str]]:
     """(WHERE condition over the staged rows, what is wrong) for each override column present."""
     checks = []
-    allowed = ENDPOINT_PARAMS[endpoint]
+    allowed = endpoint.params
     for name in override_columns:
         if name not in columns or name in ("model", "system") or name not in allowed:
             continue
@@ -214,5 +162,4 @@ def row_checks(endpoint: str, columns: dict[str, str], override_columns: tuple[s
     return checks
 
 
-__all__ = ["ENDPOINT_PARAMS", "Param", "check_job_params", "check_override_columns", "param_body_key",
-           "row_checks", "row_value_sql"]
+__all__ = ["Param", "check_job_params", "check_override_columns", "row_checks", "row_value_sql"]

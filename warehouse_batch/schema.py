@@ -31,21 +31,21 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError
 
 from warehouse_batch.errors import JobError
+from warehouse_batch.names import INTERNAL_PREFIX, OUTPUT_COLUMNS
+from warehouse_batch.quoting import quote_ident, sql_literal
 
-#: Structured outputs exist on these endpoints; the others have fixed output columns.
-STRUCTURED_ENDPOINTS = ("/v1/chat/completions", "/v1/responses")
-#: Names the output table uses itself (kept in step with compile.OUTPUT_COLUMNS).
-RESERVED_NAMES = (
-    "custom_id", "content", "status", "error_code", "error_message", "finish_reason", "refusal", "model",
-    "input_tokens", "output_tokens", "cost_usd", "request_hash", "batch_id", "completed_at",
-)
+if TYPE_CHECKING:
+    from warehouse_batch.endpoints import Endpoint
+
+#: Names a schema field may not take: the output table's own columns and the query's key.
+RESERVED_NAMES = ("custom_id", *OUTPUT_COLUMNS)
 _SCHEMA_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _PYDANTIC_REF_RE = re.compile(r"^(?P<module>[A-Za-z_][\w.]*|[^\s:]+\.py):(?P<attr>[A-Za-z_]\w*)$")
 _JSON_FORMATS = {"date": "date", "date-time": "timestamp"}
@@ -126,20 +126,19 @@ class OutputSchema:
             out = {"type": "object", "description": self.description, **{k: v for k, v in out.items() if k != "type"}}
         return out
 
-    def response_format(self, endpoint: str) -> tuple[str, dict[str, Any]]:
-        """(body key, value) that asks `endpoint` for this schema."""
-        if endpoint == "/v1/chat/completions":
+    def response_format(self, endpoint: Endpoint) -> tuple[str, dict[str, Any]]:
+        """(body key, value) that asks `endpoint` for this schema: chat takes the format itself under
+        `response_format`; responses nests it as `text.format` (flattened, without `json_schema`)."""
+        if endpoint.schema_key == "response_format":
             return "response_format", {
                 "type": "json_schema",
                 "json_schema": {"name": self.name, "strict": True, "schema": self.json_schema()},
             }
-        if endpoint == "/v1/responses":
+        if endpoint.schema_key == "text":
             return "text", {
                 "format": {"type": "json_schema", "name": self.name, "strict": True, "schema": self.json_schema()}
             }
-        raise JobError(
-            f"output_schema works with {' and '.join(STRUCTURED_ENDPOINTS)}; endpoint {endpoint} has fixed output columns"
-        )
+        raise JobError(f"endpoint {endpoint.path} has fixed output columns; remove output_schema")
 
     # -- the table side ------------------------------------------------------------------
     def columns(self) -> list[tuple[str, str]]:
@@ -155,12 +154,12 @@ class OutputSchema:
 def duckdb_type(t: FieldType) -> str:
     """The output column type of a field."""
     if t.kind == "enum":
-        return "ENUM(" + ", ".join(_sql_string(v) for v in t.values) + ")"
+        return "ENUM(" + ", ".join(sql_literal(v) for v in t.values) + ")"
     if t.kind == "list":
         assert t.item is not None
         return duckdb_type(t.item) + "[]"
     if t.kind == "struct":
-        return "STRUCT(" + ", ".join(f"{quote_name(f.name)} {duckdb_type(f.type)}" for f in t.fields) + ")"
+        return "STRUCT(" + ", ".join(f"{quote_ident(f.name)} {duckdb_type(f.type)}" for f in t.fields) + ")"
     return t.sql
 
 
@@ -177,14 +176,6 @@ def read_spec_of(t: FieldType) -> Any:
     if t.kind == "enum":
         return "VARCHAR"
     return "TIMESTAMPTZ" if t.sql == "TIMESTAMP WITH TIME ZONE" else t.sql
-
-
-def quote_name(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _sql_string(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
 
 
 # -- representation → strict JSON Schema ---------------------------------------------------
@@ -539,7 +530,7 @@ def _check_names(fields: tuple[Field, ...], path: str, top: bool = False) -> Non
                 "are case-insensitive, rename one"
             )
         seen[f.name.lower()] = f.name
-        if top and (f.name.lower() in RESERVED_NAMES or f.name.startswith("__wb_")):
+        if top and (f.name.lower() in RESERVED_NAMES or f.name.lower().startswith(INTERNAL_PREFIX)):
             raise JobError(
                 f"output_schema field {f.name!r} clashes with the output table's own column of that name; rename it "
                 f"(reserved: {', '.join(RESERVED_NAMES)})"

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from warehouse_batch.failpoints import failpoint
-from warehouse_batch.store import Store
+from warehouse_batch.warehouses.base import Warehouse
 
 PLAN = "wb_shard_plan"
 
@@ -33,7 +33,7 @@ class ShardFile:
     sha256: str
 
 
-def plan_shards(store: Store, todo_sql: str, *, max_lines: int, max_bytes: int, max_tokens: int | None = None) -> int:
+def plan_shards(warehouse: Warehouse, todo_sql: str, *, max_lines: int, max_bytes: int, max_tokens: int | None = None) -> int:
     """Give every request of `todo_sql` (request_hash, endpoint, model, line_bytes, tokens) a shard and a line.
 
     Files never mix endpoints or models. Within one (endpoint, model), requests are cut into chunks
@@ -46,8 +46,8 @@ def plan_shards(store: Store, todo_sql: str, *, max_lines: int, max_bytes: int, 
         "sum(tokens) OVER (PARTITION BY endpoint, model, chunk, slice ORDER BY request_hash "
         f"ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) // greatest({int(max_tokens)} - heaviest, 1)"
     )
-    store.execute(f"DROP TABLE IF EXISTS temp.{PLAN}")
-    store.execute(
+    warehouse.execute(f"DROP TABLE IF EXISTS temp.{PLAN}")
+    warehouse.execute(
         f"""
         CREATE TEMP TABLE {PLAN} AS
         WITH todo AS ({todo_sql}),
@@ -71,11 +71,11 @@ def plan_shards(store: Store, todo_sql: str, *, max_lines: int, max_bytes: int, 
         FROM budgeted
         """
     )
-    return int(store.scalar(f"SELECT coalesce(max(shard_no), 0) FROM {PLAN}"))
+    return int(warehouse.scalar(f"SELECT coalesce(max(shard_no), 0) FROM {PLAN}"))
 
 
 def write_shards(
-    store: Store,
+    warehouse: Warehouse,
     directory: Path,
     shard_ids: dict[int, str],
     *,
@@ -92,11 +92,11 @@ def write_shards(
     The plan table stays; the caller records it and drops it."""
     directory.mkdir(parents=True, exist_ok=True)
     for stale in directory.glob("*.jsonl.tmp"):
-        stale.unlink()  # left by a crash mid-write; never referenced by the store
-    plan = {no: (endpoint, model) for no, endpoint, model in store.execute(
+        stale.unlink()  # left by a crash mid-write; never referenced by the ledger
+    plan = {no: (endpoint, model) for no, endpoint, model in warehouse.execute(
         f"SELECT DISTINCT shard_no, endpoint, model FROM {PLAN}").fetchall()}
     # A relation (not an executed cursor) streams to Arrow without an extra copy of the rows.
-    reader = store.con.sql(
+    reader = warehouse.engine.sql(
         f"""
         WITH one_row AS (  -- rows sharing a request: build its body from any one of them
             SELECT __wb_request_hash AS request_hash, min(__wb_cid) AS cid FROM {rows}

@@ -1,7 +1,7 @@
 """One dbt model's step of the batch lifecycle: collect what finished, submit what is new, publish.
 
 The `llm_batch` materialization calls this through the plugin's `warehouse_batch_sync` UDF, once per
-model and run. Everything here writes through `Store(conn)`, a cursor of its own with auto-committed
+model and run. Everything here writes through `DuckDBWarehouse(conn)`, a cursor of its own with auto-committed
 transactions, never through dbt's cursor: a model that fails later cannot roll spend records back.
 
 State lives in the library's metadata tables keyed by `request_hash`, not in the model's relation,
@@ -23,23 +23,22 @@ from typing import Any
 
 import duckdb
 
-from warehouse_batch import results
-from warehouse_batch.batches import Batches
 from warehouse_batch.errors import ConfigError, JobError
 from warehouse_batch.jobs import OPTION_NAMES, TOP_LEVEL_PARAMS, Job
-from warehouse_batch.providers.openai import OpenAIBatchProvider
+from warehouse_batch.names import SCHEMA, rows_table
+from warehouse_batch.providers import ProviderSettings
+from warehouse_batch.publish import LIBRARY_TABLE_SUFFIX
+from warehouse_batch.quoting import quote_table
 from warehouse_batch.runner import Runner
 from warehouse_batch.schema import anchor
-from warehouse_batch.store import SCHEMA, Store, quote_table
+from warehouse_batch.warehouses import DuckDBWarehouse
 
 #: Job options a model's config may set (the materialization sets name, query and table itself).
 MODEL_OPTIONS = tuple(sorted((set(OPTION_NAMES) - {"name", "query", "table"}) | set(TOP_LEVEL_PARAMS)))
 #: Config keys of the materialization itself, beside the job options.
 MATERIALIZATION_KEYS = ("wait_timeout", "job_name")
-#: Batch states of a shard written but not yet created at the provider (held or budget-deferred).
-UNSENT_STATES = ("written", "uploading", "uploaded", "creating")
 #: The library's copy of a dbt model's output lives here, beside the metadata tables.
-OUTPUT_SUFFIX = "__output"
+OUTPUT_SUFFIX = LIBRARY_TABLE_SUFFIX
 
 #: One sync at a time per process: dbt threads share one DuckDB database, and two syncs writing the
 #: metadata tables at once conflict (catalog write-write, duplicate keys). DuckDB runs UDFs on its own
@@ -87,9 +86,8 @@ class Settings:
                 values[key] = str(raw).strip()
         return cls(**values)
 
-    def provider(self) -> OpenAIBatchProvider:
-        extra = {"timeout": self.http_timeout} if self.http_timeout else {}
-        return OpenAIBatchProvider(base_url=self.base_url, **extra)
+    def provider(self) -> ProviderSettings:
+        return ProviderSettings(base_url=self.base_url, http_timeout=self.http_timeout)
 
 
 def as_bool(key: str, raw: Any) -> bool:
@@ -173,16 +171,6 @@ def parse_request(text: str) -> ModelRequest:
 
 
 # -- the sync -----------------------------------------------------------------------------------
-class _HeldBatches(Batches):
-    """Batches that write and record shards but never send them (plugin setting `submit: false`).
-
-    Held shards stay in state 'written'; the next run with submit on (or `warehouse-batch sync`)
-    sends them, and meanwhile their rows are `pending`."""
-
-    def submit(self, job_name: str | None = None) -> int:
-        return 0
-
-
 def sync_model(
     conn: duckdb.DuckDBPyConnection,
     request_text: str,
@@ -194,84 +182,47 @@ def sync_model(
     """Collect the model's finished batches, run its job (submitting only new requests), publish.
 
     With `wait_timeout` > 0, keep collecting until its rows are answered or the time is up; the
-    lock is released between polls so other models' syncs proceed. Returns a JSON-able summary."""
+    lock is released between polls so other models' syncs proceed. Returns a JSON-able summary.
+    Everything goes through the same `Runner` as the CLI: `submit: false` holds new shards unsent."""
     model = parse_request(request_text)
     job = model.job
     if model.empty:  # dbt run --empty: the relation's shape, no rows, no provider call at all
-        with lock, _open(conn, settings) as store:
-            return publish_shape(store, job)
+        with lock, _open(conn, settings) as warehouse:
+            return publish_shape(warehouse, job)
     deadline = time.monotonic() + model.wait_timeout
-    with lock, _open(conn, settings) as store:
-        runner = _runner(store, settings)
-        polled = _collect(runner, _related_jobs(store, job.name), settings)  # frees budget, fills the cache
-        report = runner.run(job)
-        _collect(runner, _related_jobs(store, job.name) - polled - {job.name}, settings)
-        results.publish(store, job)
-        summary = _summary(store, job, report.counts, settings)
+    with lock, _open(conn, settings) as warehouse:
+        runner = _runner(warehouse, settings)
+        polled = runner.collect_related(job.name)  # frees budget, fills the cache
+        report = runner.run(job, publish_table=False)
+        runner.collect(jobs=runner.ledger.related_jobs(job.name) - polled - {job.name}, publish_tables=False)
+        runner.publish(job)
+        summary = _summary(runner, job, report, settings)
     while summary["live_batches"] and time.monotonic() < deadline:
         sleep(max(0.0, min(settings.poll_interval, deadline - time.monotonic())))
-        with lock, _open(conn, settings) as store:
-            runner = _runner(store, settings)
-            _collect(runner, _related_jobs(store, job.name), settings)
-            results.publish(store, job)
-            summary = _summary(store, job, report.counts, settings)
+        with lock, _open(conn, settings) as warehouse:
+            runner = _runner(warehouse, settings)
+            runner.collect_related(job.name)
+            runner.publish(job)
+            summary = _summary(runner, job, report, settings)
     return summary
 
 
-def _open(conn: duckdb.DuckDBPyConnection, settings: Settings) -> Store:
-    return Store(conn, work_dir=settings.work_dir)
+def _open(conn: duckdb.DuckDBPyConnection, settings: Settings) -> DuckDBWarehouse:
+    return DuckDBWarehouse(conn, work_dir=settings.work_dir)
 
 
-def _runner(store: Store, settings: Settings) -> Runner:
-    runner = Runner(store, provider_factory=settings.provider, prices=settings.prices,
-                    concurrency=settings.concurrency)
-    if not settings.submit:
-        runner.batches = _HeldBatches(store, lambda: runner.provider, runner.reporter,
-                                      lambda name: _load_job(store, name), concurrency=settings.concurrency)
-    return runner
+def _runner(warehouse: DuckDBWarehouse, settings: Settings) -> Runner:
+    return Runner(warehouse, settings.provider(), prices=settings.prices, concurrency=settings.concurrency,
+                  submit=settings.submit)
 
 
-def _load_job(store: Store, name: str) -> Job:
-    definition = store.scalar(f"SELECT definition FROM {SCHEMA}.jobs WHERE name = ?", [name])
-    return Job.from_options(json.loads(definition))
-
-
-def _related_jobs(store: Store, job_name: str) -> set[str]:
-    """Jobs whose unfinished batches hold requests this job's rows need (itself, a renamed model's
-    old job, another model that asked the same question first)."""
-    return {
-        row[0]
-        for row in store.execute(
-            f"""SELECT DISTINCT b.job_name FROM {SCHEMA}.job_rows AS jr
-                JOIN {SCHEMA}.requests AS r USING (request_hash)
-                JOIN {SCHEMA}.batches AS b ON b.shard_id = r.shard_id
-                WHERE jr.job_name = ? AND b.state <> 'collected'""",
-            [job_name],
-        ).fetchall()
-    }
-
-
-def _collect(runner: Runner, job_names: set[str], settings: Settings) -> set[str]:
-    """Poll, download and load the finished batches of these jobs; send their shards left unsent."""
-    for name in sorted(job_names):
-        ready = runner.batches.poll(name)
-        runner.batches.collect(ready)
-        runner.batches.submit(name)
-    return job_names
-
-
-def _summary(store: Store, job: Job, counts: Any, settings: Settings) -> dict[str, Any]:
+def _summary(runner: Runner, job: Job, report: Any, settings: Settings) -> dict[str, Any]:
     table = quote_table(job.target_table)
-    statuses = dict(store.execute(f"SELECT status, count(*) FROM {table} GROUP BY 1 ORDER BY 1").fetchall())
-    live, held = store.one(
-        f"""SELECT count_if(b.state = 'submitted'), coalesce(sum(b.line_count) FILTER (WHERE b.state IN
-                   ({', '.join(repr(s) for s in UNSENT_STATES)})), 0)
-            FROM {SCHEMA}.batches AS b
-            WHERE b.state <> 'collected' AND b.shard_id IN (
-                SELECT r.shard_id FROM {SCHEMA}.job_rows AS jr JOIN {SCHEMA}.requests AS r USING (request_hash)
-                WHERE jr.job_name = ?)""",
-        [job.name],
-    )
+    statuses = dict(runner.warehouse.execute(f"SELECT status, count(*) FROM {table} GROUP BY 1 ORDER BY 1").fetchall())
+    live, held = runner.ledger.unsent_lines(job.name)
+    counts = report.counts
+    if runner.failures:  # this model's (or a related job's) step failed: fail the model, saying why
+        raise next(iter(runner.failures.values()))
     return {
         "job": job.name,
         "table": table,
@@ -281,31 +232,33 @@ def _summary(store: Store, job: Job, counts: Any, settings: Settings) -> dict[st
         "cached": counts.cached if counts else None,
         "in_flight": counts.in_flight if counts else None,
         "sent": (counts.to_submit if counts else 0) if settings.submit else 0,
-        "held": int(held or 0),
-        "live_batches": int(live or 0),
+        "held": held,
+        "live_batches": live,
         "submit": settings.submit,
     }
 
 
-def publish_shape(store: Store, job: Job) -> dict[str, Any]:
+def publish_shape(warehouse: DuckDBWarehouse, job: Job) -> dict[str, Any]:
     """The output table with every column (query columns, typed answer columns, status…) and no rows.
 
     For `dbt run --empty`: downstream models bind against the real columns; nothing is planned,
     recorded or sent. Uses a scratch job name, so the job's own tables and records stay untouched."""
     scratch = f"{job.name[:50]}__wb_empty"
     shaped = Job.from_options({**job.to_options(), "name": scratch, "table": f"{SCHEMA}.{scratch}{OUTPUT_SUFFIX}"})
-    rows = results.rows_table(scratch)
+    rows = rows_table(scratch)
     try:
-        store.execute(
+        warehouse.execute(
             f"CREATE OR REPLACE TABLE {rows} AS SELECT *, CAST(NULL AS VARCHAR) AS __wb_request_hash "
             f"FROM ({job.query}) AS q LIMIT 0"
         )
     except duckdb.Error as exc:
         raise JobError(f"job {job.name}: the query fails in DuckDB: {str(exc).splitlines()[0]}") from None
+    runner = Runner(warehouse, submit=False)
+    warehouse.execute(f"DROP TABLE IF EXISTS {quote_table(shaped.target_table)}")  # our scratch copy
     try:
-        results.publish(store, shaped)
+        runner.publish(shaped)
     finally:
-        store.execute(f"DROP TABLE IF EXISTS {rows}")
+        warehouse.execute(f"DROP TABLE IF EXISTS {rows}")
     return {"job": job.name, "table": quote_table(shaped.target_table), "rows": 0, "statuses": {}, "requests": 0,
             "cached": 0, "in_flight": 0, "sent": 0, "held": 0, "live_batches": 0, "submit": False, "empty": True}
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from urllib.parse import urlsplit, urlunsplit
 from pathlib import Path
 from typing import Any
 
@@ -21,55 +21,33 @@ import openai
 
 from warehouse_batch.errors import ConfigError, ProviderError
 from warehouse_batch.jobs import METADATA_SHARD_KEY
+from warehouse_batch.providers.base import BatchInfo
+from warehouse_batch.retries import is_transient_status
 
-TERMINAL_STATUSES = ("completed", "failed", "expired", "cancelled")
-_TRANSIENT = (openai.APIConnectionError, openai.APITimeoutError, openai.RateLimitError, openai.InternalServerError)
+_TRANSIENT = (openai.APIConnectionError, openai.APITimeoutError)
 
 
-@dataclass(frozen=True)
-class BatchInfo:
-    """What we keep of a provider batch object."""
-
-    id: str
-    status: str
-    created_at: int | None = None
-    output_file_id: str | None = None
-    error_file_id: str | None = None
-    total: int | None = None
-    completed: int | None = None
-    failed: int | None = None
-    errors: list[dict[str, Any]] = field(default_factory=list)
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    metadata: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def terminal(self) -> bool:
-        return self.status in TERMINAL_STATUSES
-
-    @classmethod
-    def from_sdk(cls, batch: Any) -> BatchInfo:
-        counts = batch.request_counts
-        usage = getattr(batch, "usage", None)
-        errors = []
-        if batch.errors is not None and batch.errors.data:
-            errors = [
-                {"code": e.code, "message": e.message, "param": e.param, "line": e.line} for e in batch.errors.data
-            ]
-        return cls(
-            id=batch.id,
-            status=str(batch.status).lower(),  # Azure previews send "Validating"
-            created_at=batch.created_at,
-            output_file_id=batch.output_file_id or None,  # "" from some compatible servers
-            error_file_id=batch.error_file_id or None,
-            total=counts.total if counts else None,
-            completed=counts.completed if counts else None,
-            failed=counts.failed if counts else None,
-            errors=errors,
-            input_tokens=usage.input_tokens if usage else None,
-            output_tokens=usage.output_tokens if usage else None,
-            metadata=dict(batch.metadata or {}),
-        )
+def batch_info(batch: Any) -> BatchInfo:
+    """A BatchInfo from the SDK's Batch object (tolerant of compatible servers' gaps)."""
+    counts = batch.request_counts
+    usage = getattr(batch, "usage", None)
+    errors = []
+    if batch.errors is not None and batch.errors.data:
+        errors = [{"code": e.code, "message": e.message, "param": e.param, "line": e.line} for e in batch.errors.data]
+    return BatchInfo(
+        id=batch.id,
+        status=str(batch.status).lower(),  # Azure previews send "Validating"
+        created_at=batch.created_at,
+        output_file_id=batch.output_file_id or None,  # "" from some compatible servers
+        error_file_id=batch.error_file_id or None,
+        total=counts.total if counts else None,
+        completed=counts.completed if counts else None,
+        failed=counts.failed if counts else None,
+        errors=errors,
+        input_tokens=usage.input_tokens if usage else None,
+        output_tokens=usage.output_tokens if usage else None,
+        metadata=dict(batch.metadata or {}),
+    )
 
 
 class OpenAIBatchProvider:
@@ -93,9 +71,12 @@ class OpenAIBatchProvider:
                 "no API key: set OPENAI_API_KEY in the environment (for the local emulator any value works, "
                 "e.g. OPENAI_API_KEY=emulator with --base-url http://127.0.0.1:8000/v1)"
             )
+        base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
+        if base_url is not None:
+            check_url(base_url)
         self._client = openai.OpenAI(
             api_key=api_key,
-            base_url=base_url or os.environ.get("OPENAI_BASE_URL") or None,
+            base_url=base_url,
             timeout=timeout,
             max_retries=max_retries,
         )
@@ -107,6 +88,10 @@ class OpenAIBatchProvider:
     def base_url(self) -> str:
         return str(self._client.base_url)
 
+    @property
+    def location(self) -> str:
+        return redact_url(self.base_url)
+
     # -- files -----------------------------------------------------------------------------
     def upload(self, path: Path, filename: str) -> str:
         """Upload a shard (purpose=batch) under `filename`; returns the file id."""
@@ -114,7 +99,7 @@ class OpenAIBatchProvider:
             created = self._call("upload", lambda: self._client.files.create(file=(filename, handle), purpose="batch"))
         return created.id
 
-    def find_files(self, wanted: dict[str, int]) -> dict[str, str]:
+    def find_uploads(self, wanted: dict[str, int]) -> dict[str, str]:
         """Uploaded batch files by name, among `wanted` (name → size): uploads whose reply was never recorded."""
         def scan() -> dict[str, str]:
             found: dict[str, str] = {}
@@ -141,8 +126,8 @@ class OpenAIBatchProvider:
         return dest
 
     # -- batches ---------------------------------------------------------------------------
-    def create_batch(
-        self, *, file_id: str, endpoint: str, completion_window: str, metadata: dict[str, str], since: float
+    def create(
+        self, *, input_ref: str, endpoint: str, completion_window: str, metadata: dict[str, str], since: float
     ) -> BatchInfo:
         """Create a batch exactly once: after an ambiguous failure, adopt the batch if it exists."""
         client = self._client.with_options(max_retries=0)
@@ -151,12 +136,12 @@ class OpenAIBatchProvider:
         for _ in range(self.max_retries + 3):
             try:
                 batch = client.batches.create(
-                    input_file_id=file_id,
+                    input_file_id=input_ref,
                     endpoint=endpoint,  # type: ignore[arg-type]
                     completion_window=completion_window,  # type: ignore[arg-type]
                     metadata=metadata,
                 )
-                return BatchInfo.from_sdk(batch)
+                return batch_info(batch)
             except openai.RateLimitError as exc:  # refused, so certainly not created
                 last: Exception = exc
                 wait = _retry_after(exc) or delay
@@ -168,10 +153,10 @@ class OpenAIBatchProvider:
                 if existing is not None:
                     return existing
             except openai.APIStatusError as exc:
-                raise _provider_error("create batch", exc) from None
+                raise _provider_error("create batch", exc, self.location) from None
             self._sleep(wait)
             delay = min(delay * 2, 30.0)
-        raise _provider_error("create batch", last)
+        raise _provider_error("create batch", last, self.location)
 
     def _reconcile(self, shard_id: str, since: float) -> BatchInfo | None:
         """Look for our batch a few times over `reconcile_wait` seconds before concluding it does not exist."""
@@ -195,7 +180,7 @@ class OpenAIBatchProvider:
             for batch in self._client.batches.list(limit=100):
                 tag = (batch.metadata or {}).get(METADATA_SHARD_KEY)
                 if tag in shard_ids and tag not in found:  # newest first: keep the newest
-                    found[tag] = BatchInfo.from_sdk(batch)
+                    found[tag] = batch_info(batch)
                     if len(found) == len(shard_ids):
                         break
                 if batch.created_at is not None and batch.created_at < since - 600:
@@ -205,22 +190,33 @@ class OpenAIBatchProvider:
         return self._call("list batches", scan)
 
     def retrieve(self, batch_id: str) -> BatchInfo:
-        return BatchInfo.from_sdk(self._call("retrieve batch", lambda: self._client.batches.retrieve(batch_id)))
+        return batch_info(self._call("retrieve batch", lambda: self._client.batches.retrieve(batch_id)))
+
+    def result_files(self, info: BatchInfo) -> list[tuple[str, str]]:
+        return [(kind, ref) for kind, ref in (("output", info.output_file_id), ("error", info.error_file_id)) if ref]
+
+    def delete_file(self, ref: str) -> None:
+        try:
+            self._client.files.delete(ref)
+        except openai.NotFoundError:
+            return  # already gone: the goal is reached
+        except openai.OpenAIError as exc:
+            raise _provider_error("delete file", exc, self.location) from None
 
     def cancel(self, batch_id: str) -> BatchInfo:
         try:
-            return BatchInfo.from_sdk(self._client.batches.cancel(batch_id))
+            return batch_info(self._client.batches.cancel(batch_id))
         except openai.ConflictError:  # already finished: nothing to cancel
             return self.retrieve(batch_id)
         except openai.OpenAIError as exc:
-            raise _provider_error("cancel batch", exc) from None
+            raise _provider_error("cancel batch", exc, self.location) from None
 
     # -- helpers ---------------------------------------------------------------------------
     def _call(self, what: str, fn: Callable[[], Any]) -> Any:
         try:
             return fn()
         except openai.OpenAIError as exc:
-            raise _provider_error(what, exc) from None
+            raise _provider_error(what, exc, self.location) from None
 
 
 def _retry_after(exc: openai.APIStatusError) -> float | None:
@@ -231,15 +227,42 @@ def _retry_after(exc: openai.APIStatusError) -> float | None:
         return None
 
 
-def _provider_error(what: str, exc: Exception) -> ProviderError:
-    transient = isinstance(exc, _TRANSIENT) or (
-        isinstance(exc, openai.APIStatusError) and exc.status_code in (408, 409, 429) or
-        isinstance(exc, openai.APIStatusError) and exc.status_code >= 500
-    )
+def _provider_error(what: str, exc: Exception, location: str) -> ProviderError:
+    status = exc.status_code if isinstance(exc, openai.APIStatusError) else None
+    transient = isinstance(exc, _TRANSIENT) or is_transient_status(status)
     if isinstance(exc, openai.AuthenticationError):
         return ProviderError(f"{what}: the provider rejected the API key (HTTP 401); check OPENAI_API_KEY")
     detail = getattr(exc, "message", None) or str(exc)
-    status = getattr(exc, "status_code", None)
+    if isinstance(exc, openai.APIConnectionError) and not isinstance(exc, openai.APITimeoutError):
+        detail = f"cannot reach {location} ({detail.rstrip('.')}); check --base-url / $OPENAI_BASE_URL and the network"
+    elif isinstance(exc, openai.APITimeoutError):
+        detail = f"{location} did not answer in time"
     prefix = f"{what} failed" + (f" (HTTP {status})" if status else "")
     hint = "; re-run the same command to resume, nothing is sent twice" if transient else ""
-    return ProviderError(f"{prefix}: {detail}{hint}", transient=transient)
+    return ProviderError(f"{prefix}: {detail}{hint}", transient=transient, status_code=status)
+
+
+def redact_url(url: str) -> str:
+    """A URL without user, password or query string (where Azure keys and tokens can hide)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    try:
+        if parts.port:
+            host += f":{parts.port}"
+    except ValueError:  # a port that is no number: show what was given, without credentials
+        host = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def check_url(url: str) -> None:
+    """Refuse a base URL that cannot work before any call is made (named, redacted)."""
+    parts = urlsplit(url)
+    try:
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname) and (parts.port or 0) >= 0
+    except ValueError:
+        valid = False
+    if not valid:
+        raise ConfigError(
+            f"the base URL {redact_url(url)!r} is not an http(s) URL with a host; pass e.g. "
+            "--base-url https://api.openai.com/v1 (or http://127.0.0.1:8000/v1 for the emulator)"
+        )

@@ -1,0 +1,18 @@
+-- After the stage was renamed to the job's rows table ({rows}): job_rows and requests change only
+-- where the rows did, so re-running an unchanged job writes almost nothing. Parameters: job, endpoint
+-- (each statement gets the ones it names).
+DELETE FROM warehouse_batch.job_rows AS jr WHERE jr.job_name = $job AND NOT EXISTS (
+    SELECT 1 FROM {rows} AS r WHERE r.__wb_cid = jr.custom_id AND r.__wb_request_hash = jr.request_hash);
+
+INSERT INTO warehouse_batch.job_rows
+SELECT $job, r.__wb_cid, r.__wb_request_hash FROM {rows} AS r
+WHERE NOT EXISTS (SELECT 1 FROM warehouse_batch.job_rows AS jr WHERE jr.job_name = $job
+                  AND jr.custom_id = r.__wb_cid AND jr.request_hash = r.__wb_request_hash);
+
+INSERT INTO warehouse_batch.requests (request_hash, endpoint, model, line_bytes, est_input_tokens,
+                                      est_output_tokens, first_job)
+SELECT __wb_request_hash, $endpoint, any_value(__wb_model), any_value(__wb_line_bytes),
+       any_value(__wb_tokens), any_value(__wb_max_output), $job
+FROM {rows} AS s
+WHERE NOT EXISTS (SELECT 1 FROM warehouse_batch.requests AS r WHERE r.request_hash = s.__wb_request_hash)
+GROUP BY __wb_request_hash;

@@ -1,0 +1,106 @@
+"""The output table: each row of a job's query joined to its answer, typed, one status per row.
+
+It is written only if warehouse_batch created it for this job (`check_target`, called at plan time
+before anything is sent and again before every build): an existing table or view that is not ours,
+a table another job owns, or a name in the reserved `warehouse_batch` schema is refused by name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import sqlglot
+from sqlglot import exp
+
+from warehouse_batch import answers
+from warehouse_batch.errors import JobError
+from warehouse_batch.jobs import Job
+from warehouse_batch.ledger import Ledger
+from warehouse_batch.names import INTERNAL_PREFIX, SCHEMA, rows_table
+from warehouse_batch.quoting import quote_ident, quote_table, split_table
+from warehouse_batch.sqlfiles import read_sql
+from warehouse_batch.warehouses.base import Warehouse
+
+#: The library's own copy of a dbt model's output lives in the metadata schema under this suffix.
+LIBRARY_TABLE_SUFFIX = "__output"
+
+
+def check_target(warehouse: Warehouse, ledger: Ledger, job: Job) -> None:
+    """Refuse, before anything is sent, an output table the job may not write."""
+    schema, name = split_table(job.target_table)
+    how = "choose another name with the job option `table:` (or --table)"
+    if schema.lower() == SCHEMA and not name.endswith(LIBRARY_TABLE_SUFFIX):
+        raise JobError(f"job {job.name}: the schema {SCHEMA} is reserved for warehouse_batch's own tables; {how}")
+    if job.table is None and name.lower() in _tables_read(job.query, warehouse.dialect):
+        raise JobError(
+            f"job {job.name}: its output table would be {job.target_table!r} (the job name), which its own query "
+            f"reads; {how}"
+        )
+    owner = ledger.owner_of(job.target_table)
+    if owner is not None and owner != job.name:
+        raise JobError(f"job {job.name}: the table {job.target_table!r} is already the output of job {owner!r}; {how}")
+    kind = warehouse.table_kind(job.target_table)
+    if kind == "view":
+        raise JobError(f"job {job.name}: {job.target_table!r} is an existing view, not a table warehouse_batch made; {how}")
+    if kind == "table" and not (owner == job.name and ledger.table_created(job.name)):
+        raise JobError(
+            f"job {job.name}: a table named {job.target_table!r} already exists and warehouse_batch did not create "
+            f"it, so it will not be replaced; {how}, or drop that table yourself if it is disposable"
+        )
+
+
+def _tables_read(query: str, dialect: str) -> set[str]:
+    try:
+        return {t.name.lower() for t in sqlglot.parse_one(query, read=dialect).find_all(exp.Table)}
+    except sqlglot.errors.SqlglotError:
+        return set()
+
+
+def publish(warehouse: Warehouse, ledger: Ledger, job: Job) -> str:
+    """(Re)build the job's output table from its rows and the results cache; returns its name.
+
+    Answers are judged and typed in SQL (see `answers.py`): the output schema's fields, the
+    embedding vector or the moderation flags become columns; a refused, cut-off, non-JSON or
+    off-schema answer makes its row 'failed' with an error_code and keeps its raw content."""
+    rows = rows_table(job.name)
+    target = quote_table(job.target_table)
+    fingerprint = _fingerprint(warehouse, job, rows)
+    kind = warehouse.table_kind(job.target_table)
+    if kind == "table" and fingerprint == ledger.published_fingerprint(job.name):
+        return job.target_table  # built from exactly these rows, results, options and prices already
+    if kind is not None:
+        check_target(warehouse, ledger, job)
+    types = {r[0]: r[1] for r in warehouse.execute(f"DESCRIBE {rows}").fetchall()}
+    carried = ", ".join(quote_ident(c) for c in types if not c.startswith(INTERNAL_PREFIX) and c != "model")
+    input_type = next((types[c] for c in ("input", "prompt") if c in types), None)
+    answer = answers.answer_sql(job, input_type)
+    typed = "".join(
+        f"CASE WHEN __wb_status = 'completed' AND __wb_answer_error IS NULL THEN {expr} END::{sql_type} "
+        f"AS {quote_ident(name)},\n       "
+        for name, sql_type, expr in answer.columns
+    )
+    schema, _ = split_table(job.target_table)
+    if "." in job.target_table:
+        warehouse.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
+    with warehouse.transaction():
+        warehouse.execute(
+            read_sql("duckdb/publish.sql").format(
+                target=target, rows=rows, carried=carried, parse=answer.parse, answer_error=answer.error,
+                answer_message=answer.message, typed=typed,
+            )
+        )
+        ledger.record_published(job.name, target, fingerprint)
+    return job.target_table
+
+
+def _fingerprint(warehouse: Warehouse, job: Job, rows: str) -> str:
+    """A digest of everything the output table is built from: every value of the job's rows, the
+    results cache (any load bumps its count or newest timestamp), the job's options and the prices."""
+    rows_digest, results_state, prices_digest = warehouse.one(
+        f"""SELECT (SELECT count(*) || ':' || coalesce(bit_xor(hash(q)), 0) FROM {rows} AS q),
+                   (SELECT count(*) || ':' || coalesce(CAST(max(completed_at) AS VARCHAR), '') FROM {SCHEMA}.results),
+                   (SELECT coalesce(bit_xor(hash(p)), 0) FROM {SCHEMA}.prices AS p)"""
+    )
+    definition = json.dumps(job.to_options(), sort_keys=True, default=str)
+    return hashlib.sha256(f"{rows_digest}|{results_state}|{prices_digest}|{definition}".encode()).hexdigest()

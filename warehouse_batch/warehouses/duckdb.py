@@ -1,0 +1,242 @@
+"""DuckDB as the warehouse: a database file (or an open connection) that is also the engine.
+
+DuckDB lets one process write a file at a time, and a reader cannot open it while a writer holds
+it. So a writer connects only while it works: `released()` closes the connection during a wait
+and reopens it after, waiting with back-off while another process holds the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from warehouse_batch.errors import ConfigError, WarehouseBusyError
+from warehouse_batch.names import SCHEMA
+from warehouse_batch.quoting import quote_table, split_table, sql_literal
+from warehouse_batch.sqlfiles import migration_files
+from warehouse_batch.warehouses.base import Params, TableKind, WriteMode
+
+#: Seconds a writer waits for a busy file before giving up, unless told otherwise.
+DEFAULT_LOCK_TIMEOUT = 15.0
+
+
+class DuckDBWarehouse:
+    """An open DuckDB warehouse. Use as a context manager, or call close()."""
+
+    dialect = "duckdb"
+
+    def __init__(
+        self,
+        path: str | Path | duckdb.DuckDBPyConnection,
+        *,
+        work_dir: str | Path | None = None,
+        memory_limit: str | None = None,
+        threads: int | None = None,
+        lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+        read_only: bool = False,
+    ):
+        self._memory_limit, self._threads, self.lock_timeout = memory_limit, threads, lock_timeout
+        self.read_only = read_only
+        self._owned = not isinstance(path, duckdb.DuckDBPyConnection)
+        if isinstance(path, duckdb.DuckDBPyConnection):
+            # An open connection (a dbt-duckdb plugin, a notebook): use a cursor of it, never close it.
+            self._parent = path
+            self.con = path.cursor()
+            self.path = str(self.scalar(
+                "SELECT path FROM duckdb_databases() WHERE database_name = current_database()") or ":memory:")
+        else:
+            self.path = str(path) if str(path) == ":memory:" else str(Path(path).expanduser().resolve())
+            if read_only and not Path(self.path).exists():
+                raise ConfigError(
+                    f"there is no warehouse at {self.path}; check --db (or $WAREHOUSE_BATCH_DB), or run a job "
+                    "first to create it"
+                )
+            self.con = self._connect()
+        if work_dir is None:
+            base = Path(self.path) if self.path != ":memory:" else Path.cwd() / "memory.duckdb"
+            work_dir = base.parent / f"{base.name}.warehouse_batch"
+        # Stored paths (shard files) must resolve from any directory a later command runs in.
+        self.work_dir = Path(work_dir).expanduser().resolve()
+        try:
+            self.migrate() if not read_only else self._check_schema()
+        except BaseException:
+            if self._owned:
+                self.con.close()  # a connection left open would block the next one in this process
+            raise
+
+    # -- connection --------------------------------------------------------------------------
+    @property
+    def location(self) -> str:
+        return self.path
+
+    @property
+    def engine(self) -> duckdb.DuckDBPyConnection:
+        return self.con
+
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        """Open the file; while another process holds it, wait (with back-off) up to lock_timeout."""
+        deadline = time.monotonic() + self.lock_timeout
+        pause = 0.05
+        while True:
+            try:
+                con = duckdb.connect(self.path, read_only=self.read_only)
+                break
+            except duckdb.IOException as exc:
+                text = str(exc)
+                if "lock" not in text.lower():
+                    raise ConfigError(_open_failure(self.path, text)) from None
+                if time.monotonic() >= deadline:
+                    holder = text.split("Conflicting lock is held in", 1)[-1].strip() if "Conflicting" in text else ""
+                    raise WarehouseBusyError(
+                        f"the warehouse {self.path} is in use by another process"
+                        f"{' (' + holder.splitlines()[0] + ')' if holder else ''} and stayed busy for "
+                        f"{self.lock_timeout:g} s; DuckDB lets one process write a file at a time. Try again, "
+                        "or pass --lock-timeout SECONDS to wait longer"
+                    ) from None
+                time.sleep(pause)
+                pause = min(pause * 2, 1.0)
+            except duckdb.Error as exc:  # not a database, a newer/older storage version, a corrupt file
+                raise ConfigError(_open_failure(self.path, str(exc))) from None
+        # Nothing we write depends on row order (answers map by custom_id), and keeping it costs
+        # DuckDB several times the memory on large copies.
+        con.execute("SET preserve_insertion_order = false")
+        if self._memory_limit:
+            con.execute(f"SET memory_limit = {sql_literal(self._memory_limit)}")
+        if self._threads:
+            con.execute(f"SET threads = {int(self._threads)}")
+        return con
+
+    @contextlib.contextmanager
+    def released(self) -> Iterator[None]:
+        """Close the file for the block, so readers (BI tools, `status`, dbt) and other writers get in."""
+        if not self._owned or self.path == ":memory:":
+            yield
+            return
+        self.con.close()
+        try:
+            yield
+        finally:
+            self.con = self._connect()
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> DuckDBWarehouse:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- SQL ---------------------------------------------------------------------------------
+    def execute(self, sql: str, params: Params = None) -> duckdb.DuckDBPyConnection:
+        return self.con.execute(sql, params) if params is not None else self.con.execute(sql)
+
+    def rows(self, sql: str, params: Params = None) -> list[dict[str, Any]]:
+        cur = self.execute(sql, params)
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row)) for row in cur.fetchall()]
+
+    def one(self, sql: str, params: Params = None) -> tuple | None:
+        rows = self.execute(sql, params).fetchall()  # drain: DuckDB refuses new work beside an open result
+        return rows[0] if rows else None
+
+    def scalar(self, sql: str, params: Params = None) -> Any:
+        row = self.one(sql, params)
+        return row[0] if row else None
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        self.con.executemany(sql, rows)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """All or nothing: a crash or error inside leaves the warehouse as it was."""
+        self.con.begin()
+        try:
+            yield
+        except BaseException:
+            self.con.rollback()
+            raise
+        self.con.commit()
+
+    # -- the user's query --------------------------------------------------------------------
+    def describe_query(self, query: str) -> dict[str, str]:
+        cur = self.execute(f"DESCRIBE SELECT * FROM (\n{query}\n) AS q")
+        return {row[0]: row[1] for row in cur.fetchall()}
+
+    def stream_query(self, query: str, batch_rows: int = 65536) -> pa.RecordBatchReader:
+        return self.con.execute(query).fetch_record_batch(batch_rows)
+
+    # -- tables ------------------------------------------------------------------------------
+    def table_kind(self, qualified: str) -> TableKind | None:
+        schema, name = split_table(qualified)
+        row = self.one(
+            "SELECT CASE WHEN table_type = 'VIEW' THEN 'view' ELSE 'table' END FROM information_schema.tables "
+            "WHERE lower(table_schema) = lower(?) AND lower(table_name) = lower(?) "
+            "AND table_catalog = current_database()",
+            [schema, name],
+        )
+        return row[0] if row else None
+
+    def write_table(self, qualified: str, data: pa.RecordBatchReader, mode: WriteMode,
+                    key: Sequence[str] = ()) -> None:
+        target = quote_table(qualified)
+        self.con.register("__wb_incoming", data)
+        try:
+            if mode == "replace":
+                self.execute(f"CREATE OR REPLACE TABLE {target} AS SELECT * FROM __wb_incoming")
+            elif mode == "append":
+                self.execute(f"INSERT INTO {target} SELECT * FROM __wb_incoming")
+            else:  # upsert: the table's primary key, which must be `key`, decides which rows are replaced
+                self.execute(f"INSERT OR REPLACE INTO {target} BY NAME SELECT * FROM __wb_incoming")
+        finally:
+            self.con.unregister("__wb_incoming")
+
+    # -- schema ------------------------------------------------------------------------------
+    def _check_schema(self) -> None:
+        """Read-only: the metadata must exist and be current (a reader never migrates)."""
+        if not self.scalar("SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = 'migrations'",
+                           [SCHEMA]):
+            raise ConfigError(f"{self.path} holds no warehouse_batch jobs yet; run a job first")
+        done = {row[0] for row in self.execute(f"SELECT version FROM {SCHEMA}.migrations").fetchall()}
+        if any(version not in done for version, _, _ in migration_files()):
+            raise ConfigError(
+                f"{self.path} was written by an older warehouse_batch; run `warehouse-batch sync --db {self.path}` "
+                "once to upgrade its metadata tables"
+            )
+
+    def migrate(self) -> list[str]:
+        """Apply the numbered migrations not yet recorded; safe to run any number of times."""
+        self.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+        self.execute(
+            f"CREATE TABLE IF NOT EXISTS {SCHEMA}.migrations ("
+            "version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, "
+            "applied_at TIMESTAMPTZ NOT NULL DEFAULT current_timestamp)"
+        )
+        done = {row[0] for row in self.execute(f"SELECT version FROM {SCHEMA}.migrations").fetchall()}
+        applied = []
+        for version, name, text in migration_files():
+            if version in done:
+                continue
+            with self.transaction():
+                for statement in duckdb.extract_statements(text):
+                    self.execute(statement.query)
+                self.execute(f"INSERT INTO {SCHEMA}.migrations (version, name) VALUES (?, ?)", [version, name])
+            applied.append(name)
+        return applied
+
+
+def _open_failure(path: str, detail: str) -> str:
+    first = detail.strip().splitlines()[0] if detail.strip() else "unknown error"
+    if not os.access(os.path.dirname(path) or ".", os.W_OK) and not os.path.exists(path):
+        return f"cannot create the warehouse {path}: its folder is not writable ({first})"
+    return (
+        f"cannot open the warehouse {path}: {first}. Is it a DuckDB database written by a compatible DuckDB "
+        "version? Check --db (or $WAREHOUSE_BATCH_DB)"
+    )
