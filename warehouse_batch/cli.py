@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from warehouse_batch import api
@@ -39,7 +40,8 @@ def _db_option(fn: Callable) -> Callable:
 def _common(fn: Callable) -> Callable:
     fn = click.option("--lock-timeout", type=float, default=0.0, show_default=True,
                       help="Seconds to wait while another process holds the database (0: fail at once).")(fn)
-    fn = click.option("--prices", type=click.Path(dir_okay=False, exists=True), default=None,
+    # Not exists=True: a missing file is reported like every other bad price file (and as JSON with --json).
+    fn = click.option("--prices", type=click.Path(dir_okay=False), default=None,
                       help="JSON price list overriding the shipped one (default: $WAREHOUSE_BATCH_PRICES).")(fn)
     fn = click.option("--threads", type=int, default=None, help="DuckDB threads (default: all cores).")(fn)
     fn = click.option("--memory-limit", default=None, help="DuckDB memory limit, e.g. 2GB (default: DuckDB's).")(fn)
@@ -135,7 +137,8 @@ def _reporter(as_json: bool) -> Any:
 
 
 def _handle(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn library errors into a message on stderr and the documented exit code."""
+    """Turn library errors into a message on stderr and the documented exit code; with --json,
+    also `{"error": {"type", "message", "exit_code"}}` on stdout."""
     import functools
 
     @functools.wraps(fn)
@@ -143,7 +146,13 @@ def _handle(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except WarehouseBatchError as exc:
-            err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+            # Scripts parse stdout: give them the error, not an empty string. Exit 5 comes after the
+            # report was printed (its statuses say what failed): one JSON document, not two.
+            if kwargs.get("as_json") and not isinstance(exc, RowsFailedError):
+                click.echo(json.dumps({"error": {"type": type(exc).__name__, "message": str(exc),
+                                                 "exit_code": exc.exit_code}}, indent=2))
+            # escape: a custom_id or path in the message may contain [brackets] that rich would read as markup
+            err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, markup=True, soft_wrap=True)
             sys.exit(exc.exit_code)
 
     return wrapper
