@@ -222,7 +222,7 @@ def input_rules(endpoint: str, input_column: str, column_type: str) -> list[tupl
                         "token_lists": "x IS NULL OR len(x) = 0 OR list_count(x) < len(x)"}[kind]
             return [(f"{column} IS NULL OR len({column}) = 0 OR list_bool_or(list_transform({column}, lambda x: {bad_item}))",
                      f"have a NULL or empty {input_column}, or a NULL or empty item in it")]
-        if input_column == "input" and endpoint == "/v1/moderations" and column_type.endswith("[]"):
+        if kind is None and input_column == "input" and endpoint == "/v1/moderations" and column_type.endswith("[]"):
             return [(f"{column} IS NULL OR len({column}) = 0", "have a NULL or empty input")]  # multimodal items
         takes = {
             "prompt": "text",
