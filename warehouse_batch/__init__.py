@@ -7,6 +7,7 @@
 from warehouse_batch.api import cancel, collect, open_runner, plan, retry, run, status, sync
 from warehouse_batch.errors import (
     ConfigError,
+    DiskFullError,
     JobError,
     JobsFailedError,
     NotFoundError,
@@ -24,6 +25,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ConfigError",
+    "DiskFullError",
     "Job",
     "JobError",
     "JobsFailedError",

@@ -57,7 +57,7 @@ def output_schema(job: Job) -> OutputSchema | None:
 def answer_sql(job: Job, input_type: str | None = None) -> AnswerSQL:
     """The answer SQL for a job; `input_type` is the DuckDB type of its input column (lists of
     inputs give lists of answers)."""
-    many = bool(input_type) and input_type.endswith("[]")
+    many = input_kind(input_type) in ("texts", "token_lists")
     kind = endpoints.get(job.endpoint).answer
     if kind == "embedding":
         return _embeddings(many)
@@ -125,6 +125,29 @@ def _moderations() -> AnswerSQL:
                     "STRUCT(" + ", ".join(f"{category_column(c)} DOUBLE" for c in MODERATION_CATEGORIES) + ")",
                     f"struct_pack({scores})"))
     return AnswerSQL(parse, error, message, columns)
+
+
+_INTEGER = r"U?(?:TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT)"
+
+
+def input_kind(input_type: str | None) -> str | None:
+    """The shape of an `input` / `prompt` column's DuckDB type: 'text', 'texts' (a list of texts),
+    'tokens' (one token-id array), 'token_lists', or None for anything else.
+
+    A list of texts asks for one answer per text; one token array is a single input, so it gets one
+    embedding, not a list of them."""
+    if not input_type:
+        return None
+    t = input_type.strip().upper()
+    if t == "VARCHAR" or t.startswith("ENUM("):
+        return "text"
+    if t == "VARCHAR[]":
+        return "texts"
+    if re.fullmatch(_INTEGER + r"\[\]", t):
+        return "tokens"
+    if re.fullmatch(_INTEGER + r"\[\]\[\]", t):
+        return "token_lists"
+    return None
 
 
 def output_columns(job: Job, input_type: str | None = None) -> list[tuple[str, str]]:
@@ -219,4 +242,4 @@ def mismatch_message_sql(schema: OutputSchema) -> str:
     )
 
 
-__all__ = ["AnswerSQL", "MODERATION_CATEGORIES", "answer_sql", "category_column", "check_sql", "output_columns"]
+__all__ = ["AnswerSQL", "MODERATION_CATEGORIES", "answer_sql", "category_column", "check_sql", "input_kind", "output_columns"]

@@ -89,7 +89,7 @@ def build(job: Job, columns: dict[str, str]) -> BodySQL:
     _check_output_columns(job, columns, input_column)
 
     if input_column == "body":  # a full body, sent as given (its hash included)
-        body = _json_text(_col("body"), columns["body"])
+        body = json_text(_col("body"), columns["body"])
         model = f"json_extract_string({body}, '$.model')"
         max_output = "coalesce(" + ", ".join(
             f"TRY_CAST(json_extract_string({body}, '$.{key}') AS BIGINT)" for key in MAX_OUTPUT_KEYS) + ")"
@@ -107,7 +107,7 @@ def build(job: Job, columns: dict[str, str]) -> BodySQL:
         if input_column == "prompt":
             parts.append(f"',\"input\":' || to_json({_col('prompt')})")
         else:
-            parts.append("',\"input\":' || " + _json_text(_col("messages"), columns["messages"]))
+            parts.append("',\"input\":' || " + json_text(_col("messages"), columns["messages"]))
     elif endpoint.shape == "completions":
         parts.append(f"',\"prompt\":' || to_json({_col('prompt')})")
     else:  # embeddings, moderations: a text (or list of texts) input
@@ -164,15 +164,18 @@ def _chat_messages(input_column: str, columns: dict[str, str], system: str) -> s
     if input_column == "prompt":
         user = f"'{{\"role\":\"user\",\"content\":' || to_json({_col('prompt')}) || '}}'"
         return f"('[' || coalesce({system_message} || ',', '') || {user} || ']')"
-    messages = _json_text(_col("messages"), columns["messages"])
+    messages = json_text(_col("messages"), columns["messages"])
     # A system prompt goes in front of the row's messages: '[' + system + ',' + the rest of the array.
     return f"(CASE WHEN {system} IS NULL THEN {messages} ELSE '[' || {system_message} || ',' || substr({messages}, 2) END)"
 
 
-def _json_text(expr: str, column_type: str) -> str:
-    """Compact JSON text of a column holding JSON text or a DuckDB nested value."""
+def json_text(expr: str, column_type: str) -> str:
+    """Compact JSON text of a column holding JSON text or a DuckDB nested value.
+
+    Text that is not JSON gives NULL instead of aborting the whole query, so that compile's row
+    checks can name the rows at fault."""
     if column_type.upper() in _TEXT_TYPES:
-        return f"CAST(json({expr}) AS VARCHAR)"
+        return f"CAST(json(CASE WHEN json_valid({expr}) THEN {expr} END) AS VARCHAR)"
     return f"CAST(to_json({expr}) AS VARCHAR)"
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from warehouse_batch import api
@@ -42,7 +43,8 @@ def _db_option(fn: Callable) -> Callable:
 def _common(fn: Callable) -> Callable:
     fn = click.option("--lock-timeout", type=float, default=DEFAULT_LOCK_TIMEOUT, show_default=True,
                       help="Seconds to wait (with back-off) while another process holds the database.")(fn)
-    fn = click.option("--prices", type=click.Path(dir_okay=False, exists=True), default=None,
+    # Not exists=True: a missing file is reported like every other bad price file (and as JSON with --json).
+    fn = click.option("--prices", type=click.Path(dir_okay=False), default=None,
                       help="JSON price list overriding the shipped one (default: $WAREHOUSE_BATCH_PRICES).")(fn)
     fn = click.option("--threads", type=int, default=None, help="DuckDB threads (default: all cores).")(fn)
     fn = click.option("--memory-limit", default=None, help="DuckDB memory limit, e.g. 2GB (default: DuckDB's).")(fn)
@@ -138,7 +140,8 @@ def _reporter(as_json: bool) -> Any:
 
 
 def _handle(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn library errors into a message on stderr and the documented exit code."""
+    """Turn library errors into a message on stderr and the documented exit code; with --json,
+    also `{"error": {"type", "message", "exit_code"}}` on stdout."""
     import functools
 
     @functools.wraps(fn)
@@ -151,12 +154,22 @@ def _handle(fn: Callable[..., Any]) -> Callable[..., Any]:
                       highlight=False)
             sys.exit(StoppedError.exit_code)
         except WarehouseBatchError as exc:
-            err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+            # Scripts parse stdout: give them the error, not an empty string. Exit 5 comes after the
+            # report was printed (its statuses say what failed): one JSON document, not two.
+            if kwargs.get("as_json") and not isinstance(exc, _AFTER_REPORTS):
+                click.echo(json.dumps({"error": {"type": type(exc).__name__, "message": str(exc),
+                                                 "exit_code": exc.exit_code}}, indent=2))
+            # escape: a custom_id or path in the message may contain [brackets] that rich would read as markup
+            err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, markup=True, soft_wrap=True)
             sys.exit(exc.exit_code)
         finally:
             signal.signal(signal.SIGTERM, previous)
 
     return wrapper
+
+
+#: Raised once the reports are printed: with --json, stdout already holds the one JSON document.
+_AFTER_REPORTS = (RowsFailedError, JobsFailedError, TimedOutError)
 
 
 def _stop(signum: int, frame: Any) -> None:

@@ -16,7 +16,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError
 
-from warehouse_batch import bodies, endpoints, params
+from warehouse_batch import answers, bodies, endpoints, params
 from warehouse_batch.errors import JobError, ValidationError
 from warehouse_batch.jobs import Job
 from warehouse_batch.names import is_reserved_column, stage_table
@@ -140,30 +140,7 @@ def _row_problems(warehouse: Warehouse, job: Job, table: str, columns: dict[str,
     """Every reason some rows cannot be sent, each naming up to 10 custom_ids and the count.
 
     All rules are counted in one scan; examples are fetched only for the rules that fail."""
-    column = quote_ident(input_column)
-    rules: list[tuple[str, str]] = []  # (WHERE condition, what is wrong with those rows)
-    if input_column in ("prompt", "input") and columns[input_column].upper() == "VARCHAR":
-        rules.append((f"{column} IS NULL OR trim({column}) = ''", f"have a NULL or empty {input_column}"))
-    elif input_column in ("prompt", "input"):
-        rules.append((f"{column} IS NULL", f"have a NULL {input_column}"))
-    elif input_column == "messages" and columns["messages"].upper() in ("VARCHAR", "JSON"):
-        rules.append((
-            f"{column} IS NULL OR NOT json_valid({column}) OR json_type({column}) <> 'ARRAY' "
-            f"OR json_array_length({column}) = 0",
-            "have messages that are not a non-empty JSON array of chat messages",
-        ))
-    elif input_column == "messages":
-        rules.append((f"{column} IS NULL OR len({column}) = 0", "have NULL or empty messages"))
-    elif input_column == "body":
-        if columns["body"].upper() in ("VARCHAR", "JSON"):
-            rules.append((
-                f"{column} IS NULL OR NOT json_valid({column}) OR json_type({column}) <> 'OBJECT'",
-                "have a body that is not a JSON object",
-            ))
-            rules.append((
-                f"{column} IS NOT NULL AND json_valid({column}) AND json_extract(CAST({column} AS VARCHAR), '$.stream') = 'true'",
-                "ask for streaming, which the Batch API does not support (remove \"stream\": true)",
-            ))
+    rules = input_rules(job.endpoint, input_column, columns[input_column])
     if input_column != "body":  # per-row override values (temperature, max_tokens, ...) of the wrong type or range
         rules += params.row_checks(endpoints.get(job.endpoint), columns, bodies.OVERRIDE_COLUMNS)
     # Only meaningful once the inputs themselves are sound: reported when the rules above all pass.
@@ -199,6 +176,88 @@ def _row_problems(warehouse: Warehouse, job: Job, table: str, columns: dict[str,
     for where, what in failing:
         problems += offenders(warehouse, table, where, what)
     return problems
+
+
+_TEXT_COLUMN = ("VARCHAR", "JSON")
+
+
+def input_rules(path: str, input_column: str, column_type: str) -> list[tuple[str, str]]:
+    """(WHERE condition, what is wrong) for the rows whose input column cannot be sent.
+
+    A column of the wrong type fails every row: DuckDB would otherwise turn a number into JSON
+    `5`, a list into an array, and the provider would refuse (and charge for) the whole file."""
+    endpoint = endpoints.get(path)
+    column = quote_ident(input_column)
+    kind = answers.input_kind(column_type)
+    if input_column in ("prompt", "input"):
+        accepted = {"text"}
+        if input_column == "input":
+            accepted |= {"texts", "tokens", "token_lists"} if endpoint.token_inputs else {"texts"}
+        if kind == "text":
+            return [(f"{column} IS NULL OR trim(CAST({column} AS VARCHAR)) = ''", f"have a NULL or empty {input_column}")]
+        if kind in accepted:  # a list of texts or of token ids: none may be missing or empty
+            bad_item = {"texts": "x IS NULL OR trim(x) = ''", "tokens": "x IS NULL",
+                        "token_lists": "x IS NULL OR len(x) = 0 OR list_count(x) < len(x)"}[kind]
+            return [(f"{column} IS NULL OR len({column}) = 0 OR list_bool_or(list_transform({column}, lambda x: {bad_item}))",
+                     f"have a NULL or empty {input_column}, or a NULL or empty item in it")]
+        if kind is None and input_column == "input" and endpoint.item_inputs and column_type.endswith("[]"):
+            return [(f"{column} IS NULL OR len({column}) = 0", "have a NULL or empty input")]  # multimodal items
+        takes = {
+            "prompt": "text",
+            "input": "text or a list of texts (VARCHAR[])"
+                     + (", or token ids (INTEGER[] or INTEGER[][])" if endpoint.token_inputs else ""),
+        }[input_column]
+        return [("true", f"have {'an' if input_column == 'input' else 'a'} {input_column} of type {column_type}, "
+                         f"but {input_column} takes {takes} (cast it in the query: CAST(x AS VARCHAR) AS {input_column})")]
+    if input_column == "messages":
+        if column_type.upper() in _TEXT_COLUMN:
+            # DuckDB evaluates both sides of OR/AND: only CASE keeps json_type off text that is not JSON.
+            array = f"CASE WHEN json_valid({column}) THEN json_type({column}) = 'ARRAY' ELSE false END"
+            rules = [(f"CASE WHEN {array} THEN json_array_length({column}) = 0 ELSE true END",
+                      "have messages that are not a non-empty JSON array of chat messages (or not JSON at all)")]
+        elif column_type.endswith("[]"):
+            array = "true"
+            rules = [(f"{column} IS NULL OR len({column}) = 0", "have NULL or empty messages")]
+        else:
+            return [("true", f"have messages of type {column_type}, but messages takes JSON text or a list of "
+                             "STRUCT(role, content) (e.g. [{'role': 'user', 'content': txt}] AS messages)")]
+        return rules + _message_rules(endpoint, bodies.json_text(column, column_type), array)
+    if input_column == "body" and column_type.upper() in _TEXT_COLUMN:
+        return [
+            (f"CASE WHEN json_valid({column}) THEN json_type({column}) <> 'OBJECT' ELSE true END",
+             "have a body that is not a JSON object (or not JSON at all)"),
+            (f"CASE WHEN json_valid({column}) THEN json_extract(CAST({column} AS VARCHAR), '$.stream') = 'true' END",
+             "ask for streaming, which the Batch API does not support (remove \"stream\": true)"),
+        ]
+    return []
+
+
+def _message_rules(endpoint: endpoints.Endpoint, messages: str, is_array: str) -> list[tuple[str, str]]:
+    """Rules over each message of a JSON array `messages`, evaluated only where `is_array` holds
+    (json_extract would raise on text that is not JSON)."""
+    roles = endpoint.message_roles
+    role = "json_extract_string(m, '$.role')"
+    content = "json_type(m, '$.content')"
+    # /v1/responses input may mix messages with other items (function_call_output, ...) named by `type`.
+    message = "coalesce(json_extract_string(m, '$.type'), 'message') = 'message'" if endpoint.typed_items else "true"
+    # An assistant message that calls tools needs no content; the deprecated function message may be null.
+    contentless = (f"({role} = 'assistant' AND (json_type(m, '$.tool_calls') IS NOT NULL "
+                   f"OR json_type(m, '$.function_call') IS NOT NULL)) OR {role} = 'function'")
+    bad_role = (f"json_type(m) <> 'OBJECT' OR ({message} AND coalesce({role}, '') NOT IN "
+                f"({', '.join(sql_literal(r) for r in roles)}))")
+    no_content = (f"{message} AND NOT ({contentless}) AND (coalesce({content}, 'NULL') = 'NULL' "
+                  f"OR ({content} = 'VARCHAR' AND trim(json_extract_string(m, '$.content')) = '') "
+                  f"OR ({content} = 'ARRAY' AND json_array_length(m, '$.content') = 0))")
+
+    def any_message(condition: str) -> str:
+        return (f"CASE WHEN {is_array} THEN list_bool_or(list_transform("
+                f"json_extract({messages}, '$[*]'), lambda m: {condition})) END")
+
+    return [
+        (any_message(bad_role), f"have a message without a valid role (one of {', '.join(roles)})"),
+        (any_message(f"json_type(m) = 'OBJECT' AND NOT ({bad_role}) AND {no_content}"),
+         "have a message without content (missing, NULL or empty)"),
+    ]
 
 
 def offenders(warehouse: Warehouse, table: str, where: str, what: str) -> list[str]:

@@ -10,6 +10,7 @@ else the endpoint's `default_output_tokens` (256 for text, 0 for embeddings and 
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass
 from importlib import resources
@@ -38,25 +39,67 @@ def load_prices(warehouse: Warehouse, path: str | Path | None = None) -> None:
     """Replace the prices table with the shipped list, overlaid with the user's file (if any)."""
     shipped = json.loads(resources.files("warehouse_batch").joinpath("data/prices.json").read_text(encoding="utf-8"))
     discount = float(shipped.get("batch_discount", 0.5))
-    models = dict(shipped["models"])
+    models = {model: _model_price(price) for model, price in shipped["models"].items()}
     path = path or os.environ.get(PRICES_ENV)
     if path:
-        try:
-            custom = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"cannot read the prices file {path}: {exc}") from None
-        discount = float(custom.get("batch_discount", discount))
-        models.update(custom.get("models", {}))
-    rows = []
-    for model, price in models.items():
-        try:
-            rows.append((model, float(price["input"]), float(price.get("cached_input", price["input"])),
-                         float(price.get("output", 0.0)), discount))
-        except (KeyError, TypeError, ValueError):
-            raise ConfigError(f"prices for {model!r} need numeric 'input' (and 'output', 'cached_input') per 1M tokens") from None
+        custom_discount, custom_models = read_prices(Path(path))
+        discount = discount if custom_discount is None else custom_discount
+        models.update(custom_models)
+    rows = [(model, *price, discount) for model, price in models.items()]
     with warehouse.transaction():
         warehouse.execute(f"DELETE FROM {SCHEMA}.prices")
-        warehouse.con.executemany(f"INSERT INTO {SCHEMA}.prices VALUES (?, ?, ?, ?, ?)", rows)
+        warehouse.executemany(f"INSERT INTO {SCHEMA}.prices VALUES (?, ?, ?, ?, ?)", rows)
+
+
+_PRICES_SHAPE = ('{"batch_discount": 0.5, "models": {"gpt-4o-mini": {"input": 0.15, "cached_input": 0.075, '
+                 '"output": 0.6}}} (USD per 1M tokens)')
+
+
+def read_prices(path: Path) -> tuple[float | None, dict[str, tuple[float, float, float]]]:
+    """A user's price file: its batch_discount (None when unset) and (input, cached_input, output) per model.
+
+    Raises ConfigError naming the file and what is wrong with it: a wrong price would silently
+    pass or refuse runs under max_cost_usd."""
+    where = f"prices file {path} (--prices or ${PRICES_ENV})"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{where} does not exist; fix the path, or unset it to use the shipped prices") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read the {where}: {getattr(exc, 'strerror', None) or exc}") from None
+    try:
+        custom = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{where} is not JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); "
+                          f"expected {_PRICES_SHAPE}") from None
+    if not isinstance(custom, dict) or not isinstance(custom.get("models", {}), dict):
+        raise ConfigError(f"{where} has the wrong shape; expected {_PRICES_SHAPE}")
+    discount = custom.get("batch_discount")
+    if discount is not None and (not _is_number(discount) or not 0 < discount <= 1):
+        raise ConfigError(f"{where}: batch_discount must be a number above 0 and at most 1, got {json.dumps(discount)}")
+    models = {}
+    for model, price in custom.get("models", {}).items():
+        try:
+            models[model] = _model_price(price)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: model {model!r} {exc}") from None
+    return discount, models
+
+
+def _model_price(price: object) -> tuple[float, float, float]:
+    """(input, cached_input, output) USD per 1M tokens; cached input defaults to input, output to 0."""
+    if not isinstance(price, dict) or "input" not in price:
+        raise ValueError(f'needs a mapping like {{"input": 0.15, "output": 0.6}}, got {json.dumps(price)}')
+    values = {"input": price["input"], "cached_input": price.get("cached_input", price["input"]),
+              "output": price.get("output", 0.0)}
+    for key, value in values.items():
+        if not _is_number(value) or value < 0:
+            raise ValueError(f"needs '{key}' as a number ≥ 0 (USD per 1M tokens), got {json.dumps(value)}")
+    return float(values["input"]), float(values["cached_input"]), float(values["output"])
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def estimate(warehouse: Warehouse, todo_sql: str, endpoint: str) -> Estimate:

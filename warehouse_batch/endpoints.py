@@ -20,6 +20,10 @@ _TOP_P = Param("number", 0, 1)
 _PENALTY = Param("number", -2, 2)
 _POSITIVE = Param("integer", 1)
 _EFFORT = Param("enum", values=("none", "minimal", "low", "medium", "high", "xhigh"))
+#: Chat message roles (ChatCompletionRequestMessage; `function` is deprecated but valid).
+_CHAT_ROLES = ("system", "developer", "user", "assistant", "tool", "function")
+#: Roles of a message item of /v1/responses input (EasyInputMessage).
+_RESPONSES_ROLES = ("system", "developer", "user", "assistant")
 _COMMON = {
     "user": Param("string"), "metadata": Param("object"), "store": Param("boolean"), "service_tier": Param("string"),
     "prompt_cache_key": Param("string"), "safety_identifier": Param("string"),
@@ -54,6 +58,14 @@ class Endpoint:
     nested_params: Mapping[str, tuple[str, str]] = field(default_factory=dict)
     #: A wrong parameter name that has a right one here.
     renames: Mapping[str, str] = field(default_factory=dict)
+    #: `input` may also be token ids (INTEGER[] / INTEGER[][]), not only text.
+    token_inputs: bool = False
+    #: `input` may be a list of multimodal items (moderations: text and image parts).
+    item_inputs: bool = False
+    #: Roles a message may have; () when the endpoint takes no messages.
+    message_roles: tuple[str, ...] = ()
+    #: Messages may be mixed with other input items named by `type` (responses: function_call_output…).
+    typed_items: bool = False
     #: Inputs (list items) one request / one batch may hold; None: no limit beyond the file's.
     max_inputs_per_request: int | None = None
     max_inputs_per_batch: int | None = None
@@ -67,7 +79,7 @@ REGISTRY: dict[str, Endpoint] = {
     for e in (
         Endpoint(
             "/v1/chat/completions", inputs=("prompt", "messages"), shape="chat", answer="text",
-            schema_key="response_format", takes_system=True,
+            schema_key="response_format", takes_system=True, message_roles=_CHAT_ROLES,
             params={
                 **_COMMON,
                 "temperature": _TEMPERATURE, "top_p": _TOP_P, "max_tokens": _POSITIVE,
@@ -83,7 +95,7 @@ REGISTRY: dict[str, Endpoint] = {
         ),
         Endpoint(
             "/v1/responses", inputs=("prompt", "messages"), shape="responses", answer="text", schema_key="text",
-            takes_system=True,
+            takes_system=True, message_roles=_RESPONSES_ROLES, typed_items=True,
             params={
                 **_COMMON,
                 "temperature": _TEMPERATURE, "top_p": _TOP_P, "max_output_tokens": _POSITIVE,
@@ -108,6 +120,7 @@ REGISTRY: dict[str, Endpoint] = {
         ),
         Endpoint(
             "/v1/embeddings", inputs=("input", "prompt"), shape="input", answer="embedding", default_output_tokens=0,
+            token_inputs=True,
             params={
                 "dimensions": _POSITIVE, "user": Param("string"),
                 # Vectors are loaded as FLOAT[] in SQL; base64 text would have to be decoded row by row.
@@ -117,7 +130,7 @@ REGISTRY: dict[str, Endpoint] = {
         ),
         Endpoint(
             "/v1/moderations", inputs=("input", "prompt"), shape="input", answer="moderation",
-            default_model="omni-moderation-latest", default_output_tokens=0, params={},
+            default_model="omni-moderation-latest", default_output_tokens=0, params={}, item_inputs=True,
         ),
     )
 }

@@ -41,6 +41,11 @@ class WarehouseBusyError(ConfigError):
     transient = True
 
 
+class DiskFullError(ConfigError):
+    """The disk holding the work directory filled up. Nothing half-written is kept or recorded,
+    so the same command, re-run after freeing space (or with --work-dir elsewhere), resumes."""
+
+
 class ProviderError(WarehouseBatchError):
     """The provider refused or failed a call. transient=True means re-running later should succeed."""
 

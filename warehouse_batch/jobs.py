@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import yaml
 
 from warehouse_batch import endpoints
@@ -63,6 +64,8 @@ class Job:
     description: str | None = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.query, str):  # frozen: the one place a job's query is normalised
+            object.__setattr__(self, "query", normalise_query(self.query))
         _validate(self)
 
     @property
@@ -151,7 +154,7 @@ def parse_job_text(text: str, source: str = "<job>") -> tuple[dict[str, Any], st
         elif stripped:
             break
         i += 1
-    query = "\n".join(lines[i:]).strip().rstrip(";").strip()
+    query = "\n".join(lines[i:]).strip()
     if not any(h.strip() for h in header):
         return {}, query
     try:
@@ -163,6 +166,25 @@ def parse_job_text(text: str, source: str = "<job>") -> tuple[dict[str, Any], st
     if not isinstance(options, dict):
         raise JobError(f"{source}: the header must be '-- key: value' lines, got {options!r}")
     return {str(k): v for k, v in options.items()}, query
+
+
+def normalise_query(query: str) -> str:
+    """The query without a trailing `;` or comment, so that it can be wrapped as `(<query>) AS q`.
+
+    `SELECT … FROM reviews -- all rows` would otherwise comment out the closing parenthesis of
+    every wrapper. DuckDB's own tokenizer finds the last real token, so `--` or `;` inside strings
+    and quoted names are left alone. A query with nothing to cut comes back unchanged, which
+    keeps the stored definition (and the output table's fingerprint) of existing jobs as it was."""
+    try:
+        tokens = duckdb.tokenize(query)
+    except (duckdb.Error, RuntimeError):  # not SQL at all: check_query reports it
+        return query
+    for index in range(len(tokens) - 1, -1, -1):
+        start, kind = tokens[index]
+        if kind != duckdb.token_type.comment and not query.startswith(";", start):
+            end = tokens[index + 1][0] if index + 1 < len(tokens) else len(query)
+            return query if not query[end:].strip() else query[:end].rstrip()
+    return query
 
 
 def _as_int(key: str, value: Any) -> int:

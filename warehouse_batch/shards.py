@@ -6,8 +6,10 @@ pre-built lines to disk, hashing as it goes, and renames each file into place on
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +17,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from warehouse_batch.errors import DiskFullError
 from warehouse_batch.failpoints import failpoint
 from warehouse_batch.warehouses.base import Warehouse
 
@@ -122,9 +125,24 @@ def write_shards(
             if progress:
                 progress(len(batch))
         return [open_shards[no].finish() for no in sorted(open_shards)]
-    finally:
+    except BaseException as exc:
+        reader.close()  # an open result would refuse every later query on this connection
+        # Nothing of this call is recorded yet: remove every file it made (finished ones too, they
+        # would never be sent), so a re-run writes them afresh and a full disk gets its space back.
         for shard in open_shards.values():
-            shard.close()
+            shard.discard()
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            needed = int(warehouse.scalar(f"SELECT coalesce(sum(line_bytes), 0) FROM {PLAN}"))
+            raise DiskFullError(
+                f"No space left on device writing shards to {directory} (about {_mb(needed)} MB needed, "
+                f"{_mb(shutil.disk_usage(directory).free)} MB free) — free space or pass --work-dir on a larger "
+                "disk, then run the same command again (no shard was recorded, nothing was sent)"
+            ) from None
+        raise
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:,.1f}"
 
 
 class _OpenShard:
@@ -158,9 +176,15 @@ class _OpenShard:
         return ShardFile(self.shard_no, self.shard_id, self.endpoint, self.model, self.path, self.lines, self.bytes,
                          self.digest.hexdigest())
 
-    def close(self) -> None:
-        if not self.handle.closed:
+    def discard(self) -> None:
+        """Close without keeping anything: the handle (its unflushed buffer may not fit on a full
+        disk either), the temp file and a file already renamed into place."""
+        try:
             self.handle.close()
+        except OSError:
+            pass
+        self.tmp.unlink(missing_ok=True)
+        self.path.unlink(missing_ok=True)
 
 
 def _string_bytes(array: pa.Array) -> memoryview | bytes:
