@@ -66,7 +66,7 @@ def test_moderations(client: OpenAI) -> None:
 
 def test_sync_marker_errors_and_unknown_model(client: OpenAI, emulator: Emulator) -> None:
     with pytest.raises(openai.BadRequestError) as err:
-        client.chat.completions.create(model="m", messages=[{"role": "user", "content": "x [[emulator:error_400]]"}])
+        client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "x [[emulator:error_400]]"}])
     assert err.value.code == "context_length_exceeded"  # type: ignore[attr-defined]
     emulator.configure(supported_models=("gpt-4o-mini",))
     with pytest.raises(openai.NotFoundError) as nf:
