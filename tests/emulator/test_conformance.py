@@ -23,7 +23,7 @@ from referencing.jsonschema import DRAFT202012
 
 from warehouse_batch.emulator import Emulator
 
-from .conftest import chat_line, upload
+from .conftest import AUTH, chat_line, upload
 
 SPEC = json.loads((Path(__file__).parents[1] / "fixtures" / "openapi" / "components.json").read_text())
 REGISTRY = Registry().with_resource("urn:components", DRAFT202012.create_resource(SPEC))
@@ -45,7 +45,7 @@ def _check(name: str, obj: dict[str, Any]) -> None:
 
 
 def _raw(emu: Emulator, method: str, path: str, **kw: Any) -> Any:
-    with httpx2.Client(base_url=emu.base_url) as http:
+    with httpx2.Client(base_url=emu.base_url, headers=AUTH) as http:
         r = http.request(method, path, **kw)
     assert r.status_code == 200, r.text
     return r.json()
@@ -97,7 +97,7 @@ def test_files_conform(client: OpenAI, emulator: Emulator) -> None:
 
 
 def test_error_envelope_conforms(emulator: Emulator) -> None:
-    with httpx2.Client(base_url=emulator.base_url) as http:
+    with httpx2.Client(base_url=emulator.base_url, headers=AUTH) as http:
         for path in ("/batches/batch_x", "/files/file-x", "/unknown"):
             r = http.get(path)
             assert r.status_code == 404

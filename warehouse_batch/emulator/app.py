@@ -17,6 +17,8 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import multipart
+from .auth import AuthMiddleware
+from .azure import azure_routes
 from .config import EmulatorConfig
 from .engine import Engine
 from .errors import APIError, envelope
@@ -436,6 +438,9 @@ def create_app(config: EmulatorConfig | None = None) -> Starlette:
         Route("/v1/embeddings", _sync_endpoint("/v1/embeddings", "embeddings"), methods=["POST"]),
         Route("/v1/moderations", _sync_endpoint("/v1/moderations", "moderations"), methods=["POST"]),
         Route("/v1/completions", _sync_endpoint("/v1/completions", "completions"), methods=["POST"]),
+    ]
+    routes += azure_routes(routes)
+    routes += [
         Route("/_emulator/counters", admin_counters, methods=["GET"]),
         Route("/_emulator/config", admin_config, methods=["GET", "POST"]),
         Route("/_emulator/advance", admin_advance, methods=["POST"]),
@@ -447,7 +452,8 @@ def create_app(config: EmulatorConfig | None = None) -> Starlette:
         routes=routes,
         exception_handlers={APIError: _api_error, HTTPException: _http_error, Exception: _server_error},
     )
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(AuthMiddleware)
+    app.add_middleware(RequestIdMiddleware)  # added last = outermost: 401s get an x-request-id too
     app.state.engine = Engine(config)
     quiet_drop_logs()
     return app
