@@ -10,7 +10,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from .config import EmulatorConfig
 from .errors import envelope
 
-API_PREFIXES = ("/v1/", "/openai/")
+AZURE_PREFIX = "/openai/"  # an API path only in the Azure flavor (else it is a plain 404)
 
 
 def _presented_key(headers: dict[str, str], config: EmulatorConfig) -> str | None:
@@ -48,8 +48,12 @@ class AuthMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"].startswith(API_PREFIXES):
-            config: EmulatorConfig = scope["app"].state.engine.config
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        config: EmulatorConfig = scope["app"].state.engine.config
+        path: str = scope["path"]
+        if path.startswith("/v1/") or (config.flavor == "azure" and path.startswith(AZURE_PREFIX)):
             headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
             refusal = auth_error(headers, config)
             if refusal is not None:
