@@ -377,7 +377,8 @@ def cancel(job_name: str, db: str, **kw: Any) -> None:
 @click.option("--api-key", default=None, help="Accept only this key (default: any non-empty key).")
 @click.option("--no-auth", "require_auth", flag_value=False, default=True, help="Serve /v1 without an API key.")
 @click.option("--models", "supported_models", default=None, metavar="A,B",
-              help="Models the Batch API accepts (dated snapshots too); '*' = any. Default: OpenAI's batch models.")
+              help="Models the Batch API accepts (dated snapshots and ft: fine-tunes too); '@openai' = OpenAI's "
+                   "batch models. Default: any.")
 @click.option("--enqueued-token-limit", type=int, default=None, help="Enqueued-token quota per model (default: none).")
 @click.option("--token-limit-style", type=click.Choice(["async", "fail-fast"]), default="async", show_default=True,
               help="Over quota: the batch fails later (async) or create answers HTTP 400 (fail-fast).")

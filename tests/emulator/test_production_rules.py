@@ -53,7 +53,8 @@ def test_auth_can_be_turned_off(emulator: Emulator) -> None:
 
 # ------------------------------------------------------------------ models
 
-def test_unknown_model_fails_per_line_by_default(client: OpenAI) -> None:
+def test_unknown_model_fails_per_line(client: OpenAI, emulator: Emulator) -> None:
+    emulator.configure(supported_models=["@openai"])
     b = run_batch(client, [chat_line("a", model="gpt-4o-mini-2024-07-18"), chat_line("b", model="gpt-4o-mini-2024-07-18"),
                            chat_line("c", model="gpt-4o-typo")])
     got = client.batches.retrieve(b.id)
@@ -62,7 +63,10 @@ def test_unknown_model_fails_per_line_by_default(client: OpenAI) -> None:
     assert "gpt-4o-typo" in got.errors.data[0].message
 
 
-def test_any_model_when_asked(client: OpenAI, emulator: Emulator) -> None:
+def test_snapshots_fine_tunes_and_any_model(client: OpenAI, emulator: Emulator) -> None:
+    emulator.configure(supported_models=["gpt-4o-mini"])
+    for model in ("gpt-4o-mini-2024-07-18", "ft:gpt-4o-mini:org:tuned:abc123"):
+        assert client.batches.retrieve(run_batch(client, [chat_line("a", model=model)]).id).status == "completed"
     emulator.configure(supported_models=["*"])
     assert client.batches.retrieve(run_batch(client, [chat_line("a", model="my-finetune")]).id).status == "completed"
 
