@@ -168,6 +168,7 @@ class Engine:
                 (self._state_dir / "clock.json").unlink(missing_ok=True)
             self.counters.reset()
             self.faults.clear()
+            self._file_attempts.clear()
             self._open_stores()
 
     def configure(self, **fields: Any) -> EmulatorConfig:
