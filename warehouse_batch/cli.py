@@ -413,7 +413,25 @@ def cancel(job_name: str, db: str, **kw: Any) -> None:
 @click.option("--invalid-json-rate", type=float, default=0.0, show_default=True,
               help="Fraction of structured answers that are not JSON.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Changes which requests the rates pick.")
-def emulator(host: str, port: int, state_dir: str | None, **timing: Any) -> None:
+@click.option("--flavor", type=click.Choice(["openai", "azure"]), default="openai", show_default=True,
+              help="azure: also serve /openai/v1/... and /openai/...?api-version=, with Azure's limits.")
+@click.option("--api-key", default=None, help="Accept only this key (default: any non-empty key).")
+@click.option("--no-auth", "require_auth", flag_value=False, default=True, help="Serve /v1 without an API key.")
+@click.option("--models", "supported_models", default=None, metavar="A,B",
+              help="Models the Batch API accepts (dated snapshots and ft: fine-tunes too); '@openai' = OpenAI's "
+                   "batch models. Default: any.")
+@click.option("--enqueued-token-limit", type=int, default=None, help="Enqueued-token quota per model (default: none).")
+@click.option("--token-limit-style", type=click.Choice(["async", "fail-fast"]), default="async", show_default=True,
+              help="Over quota: the batch fails later (async) or create answers HTTP 400 (fail-fast).")
+@click.option("--file-not-found-rate", type=float, default=0.0, show_default=True,
+              help="Fraction of batch creations told their (existing) input file cannot be found.")
+@click.option("--file-not-found-style", type=click.Choice(["async", "sync"]), default="async", show_default=True,
+              help="Spurious 'Cannot find file': the batch fails later (async) or create answers HTTP 400 (sync).")
+@click.option("--output-retention", type=int, default=30 * 86400, show_default=True,
+              help="Seconds until result files are deleted, unless a batch sets output_expires_after.")
+@click.option("--max-embedding-inputs", "max_embedding_inputs_per_batch", type=int, default=50_000,
+              show_default=True, help="Embedding inputs across all requests of one /v1/embeddings batch.")
+def emulator(host: str, port: int, state_dir: str | None, supported_models: str | None, **timing: Any) -> None:
     """Serve an offline emulator of the OpenAI Files + Batch API (and chat/responses/embeddings).
 
     \b
@@ -423,6 +441,8 @@ def emulator(host: str, port: int, state_dir: str | None, **timing: Any) -> None
     """
     from warehouse_batch.emulator import EmulatorConfig, serve
 
+    if supported_models is not None:
+        timing["supported_models"] = tuple(m.strip() for m in supported_models.split(",") if m.strip())
     serve(EmulatorConfig(state_dir=state_dir, **timing), host=host, port=port)
 
 

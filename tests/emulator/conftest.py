@@ -11,6 +11,8 @@ from openai import OpenAI
 from warehouse_batch.emulator import Emulator, EmulatorConfig
 
 CHAT = "/v1/chat/completions"
+API_KEY = "test-key"
+AUTH = {"Authorization": f"Bearer {API_KEY}"}  # raw httpx2 calls: /v1 needs a key like production
 
 
 @pytest.fixture
@@ -22,7 +24,7 @@ def emulator() -> Iterator[Emulator]:
 @pytest.fixture
 def client(emulator: Emulator) -> OpenAI:
     # Short timeouts: everything is local; retries stay on (the SDK default of 2).
-    return OpenAI(api_key="test-key", base_url=emulator.base_url, timeout=10.0)
+    return OpenAI(api_key=API_KEY, base_url=emulator.base_url, timeout=10.0)
 
 
 def chat_line(custom_id: str, text: str = "Hello", model: str = "gpt-4o-mini", **body: Any) -> dict[str, Any]:

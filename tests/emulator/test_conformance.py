@@ -23,7 +23,7 @@ from referencing.jsonschema import DRAFT202012
 
 from warehouse_batch.emulator import Emulator
 
-from .conftest import chat_line, upload
+from .conftest import AUTH, chat_line, upload
 
 SPEC = json.loads((Path(__file__).parents[1] / "fixtures" / "openapi" / "components.json").read_text())
 REGISTRY = Registry().with_resource("urn:components", DRAFT202012.create_resource(SPEC))
@@ -45,7 +45,7 @@ def _check(name: str, obj: dict[str, Any]) -> None:
 
 
 def _raw(emu: Emulator, method: str, path: str, **kw: Any) -> Any:
-    with httpx2.Client(base_url=emu.base_url) as http:
+    with httpx2.Client(base_url=emu.base_url, headers=AUTH) as http:
         r = http.request(method, path, **kw)
     assert r.status_code == 200, r.text
     return r.json()
@@ -97,8 +97,88 @@ def test_files_conform(client: OpenAI, emulator: Emulator) -> None:
 
 
 def test_error_envelope_conforms(emulator: Emulator) -> None:
-    with httpx2.Client(base_url=emulator.base_url) as http:
+    with httpx2.Client(base_url=emulator.base_url, headers=AUTH) as http:
         for path in ("/batches/batch_x", "/files/file-x", "/unknown"):
             r = http.get(path)
             assert r.status_code == 404
             _check("ErrorResponse", r.json())
+
+
+# ------------------------------------------------------------------ production rules (issue #11)
+
+def _status(emu: Emulator, method: str, path: str, headers: dict[str, str] | None = None, **kw: Any) -> Any:
+    with httpx2.Client(base_url=emu.base_url, headers=AUTH if headers is None else headers) as http:
+        return http.request(method, path, **kw)
+
+
+def test_new_errors_conform(client: OpenAI, emulator: Emulator) -> None:
+    """401 (no key, wrong key), fail-fast quota 400, sync 'Cannot find file' 400, expiry 400."""
+    emulator.configure(api_key="right")
+    answers = [_status(emulator, "GET", "/batches", headers={}),
+               _status(emulator, "GET", "/batches", headers={"Authorization": "Bearer wrong"})]
+    emulator.configure(api_key=None, enqueued_token_limit=1, token_limit_style="fail-fast")
+    create = {"input_file_id": upload(client, [chat_line("a")]), "endpoint": "/v1/chat/completions", "completion_window": "24h"}
+    answers.append(_status(emulator, "POST", "/batches", json=create))
+    emulator.configure(enqueued_token_limit=None, file_not_found_rate=1.0, file_not_found_style="sync")
+    answers.append(_status(emulator, "POST", "/batches", json=create))
+    answers.append(_status(emulator, "POST", "/batches", json={**create, "output_expires_after": {"anchor": "created_at", "seconds": 5}}))
+    assert [r.status_code for r in answers] == [401, 401, 400, 400, 400]
+    for r in answers:
+        _check("ErrorResponse", r.json())
+
+
+def test_create_request_with_output_expires_after_conforms(client: OpenAI, emulator: Emulator) -> None:
+    """The spec has output_expires_after on CreateBatchRequest only: the Batch does not echo it,
+    its result files carry expires_at (OpenAIFile)."""
+    create = {"input_file_id": upload(client, [chat_line("a")]), "endpoint": "/v1/chat/completions",
+              "completion_window": "24h", "output_expires_after": {"anchor": "created_at", "seconds": 3600}}
+    _check("CreateBatchRequest", create)
+    b = _raw(emulator, "POST", "/batches", json=create)
+    done = _raw(emulator, "GET", f"/batches/{b['id']}")
+    _check("Batch", _drop_null_optionals(done, "Batch"))
+    out = _raw(emulator, "GET", f"/files/{done['output_file_id']}")
+    assert out["expires_at"] == done["completed_at"] + 3600
+    _check("OpenAIFile", _drop_null_optionals(out, "OpenAIFile"))
+
+
+def test_uploaded_file_with_expires_after_conforms(emulator: Emulator) -> None:
+    with httpx2.Client(base_url=emulator.base_url, headers=AUTH) as http:
+        r = http.post("/files", data={"purpose": "batch", "expires_after[anchor]": "created_at",
+                                      "expires_after[seconds]": "3600"},
+                      files={"file": ("a.jsonl", json.dumps(chat_line("a")).encode())})
+    f = r.json()
+    _check("FileExpirationAfter", {"anchor": "created_at", "seconds": 3600})
+    assert f["expires_at"] == f["created_at"] + 3600
+    _check("OpenAIFile", _drop_null_optionals(f, "OpenAIFile"))
+
+
+@pytest.mark.parametrize("cause", ["token_limit_exceeded", "file_not_found", "embedding_inputs"])
+def test_new_failed_batches_conform(client: OpenAI, emulator: Emulator, cause: str) -> None:
+    lines = [chat_line("a")]
+    endpoint = "/v1/chat/completions"
+    if cause == "token_limit_exceeded":
+        emulator.configure(enqueued_token_limit=1)
+    elif cause == "file_not_found":
+        emulator.configure(file_not_found_rate=1.0)
+    else:
+        emulator.configure(max_embedding_inputs_per_batch=1)
+        endpoint = "/v1/embeddings"
+        lines = [{"custom_id": "e", "method": "POST", "url": endpoint,
+                  "body": {"model": "text-embedding-3-small", "input": ["x", "y"]}}]
+    b = _raw(emulator, "POST", "/batches", json={"input_file_id": upload(client, lines), "endpoint": endpoint,
+                                                 "completion_window": "24h"})
+    got = _raw(emulator, "GET", f"/batches/{b['id']}")
+    assert got["status"] == "failed" and got["errors"]["data"][0]["line"] is None
+    _check("Batch", _drop_null_optionals(got, "Batch"))
+
+
+def test_azure_error_file_conforms(emulator: Emulator) -> None:
+    emulator.configure(flavor="azure")
+    with httpx2.Client(base_url=emulator.url + "/openai/v1", headers={"api-key": "k"}) as http:
+        f = http.post("/files", data={"purpose": "batch"}, files={"file": ("a.jsonl", json.dumps(chat_line("a")).encode())}).json()
+        b = http.post("/batches", json={"input_file_id": f["id"], "endpoint": "/chat/completions", "completion_window": "24h"}).json()
+        done = http.get(f"/batches/{b['id']}").json()
+        err = http.get(f"/files/{done['error_file_id']}").json()
+    _check("Batch", _drop_null_optionals(done, "Batch"))
+    assert err["bytes"] == 0
+    _check("OpenAIFile", _drop_null_optionals(err, "OpenAIFile"))

@@ -9,7 +9,7 @@ from openai import OpenAI
 
 from warehouse_batch.emulator import Emulator
 
-from .conftest import chat_line, jsonl
+from .conftest import AUTH, chat_line, jsonl
 
 
 def test_upload_retrieve_content_delete(client: OpenAI) -> None:
@@ -36,7 +36,7 @@ def test_expires_after_bracket_form_from_sdk(client: OpenAI) -> None:
 
 
 def test_expires_after_dotted_form(emulator: Emulator) -> None:
-    with httpx2.Client() as http:
+    with httpx2.Client(headers=AUTH) as http:
         r = http.post(emulator.base_url + "/files",
                       data={"purpose": "user_data", "expires_after.anchor": "created_at", "expires_after.seconds": "3600"},
                       files={"file": ("notes.txt", b"hello", "text/plain")})
@@ -82,19 +82,19 @@ def test_list_files_pagination_order_and_purpose(client: OpenAI) -> None:
 
 
 def test_empty_file_list_omits_first_and_last_id(emulator: Emulator) -> None:
-    with httpx2.Client() as http:
+    with httpx2.Client(headers=AUTH) as http:
         body = http.get(emulator.base_url + "/files").json()
     assert body == {"object": "list", "data": [], "has_more": False}
 
 
 def test_unknown_route_uses_envelope(emulator: Emulator) -> None:
-    with httpx2.Client() as http:
+    with httpx2.Client(headers=AUTH) as http:
         r = http.get(emulator.base_url + "/nothing/here")
     assert r.status_code == 404
     assert set(r.json()["error"]) == {"message", "type", "param", "code"}
     assert r.headers["x-request-id"]
     # The content endpoint serves raw bytes, not JSON.
-    with httpx2.Client() as http:
+    with httpx2.Client(headers=AUTH) as http:
         up = http.post(emulator.base_url + "/files", data={"purpose": "user_data"}, files={"file": ("a.bin", b"\x00\x01raw")})
         raw = http.get(emulator.base_url + f"/files/{up.json()['id']}/content")
     assert raw.content == b"\x00\x01raw"

@@ -10,6 +10,8 @@ from openai import OpenAI
 
 from warehouse_batch.emulator import Emulator
 
+from .conftest import AUTH
+
 
 def test_chat_completion(client: OpenAI, emulator: Emulator) -> None:
     r = client.chat.completions.create(model="gpt-4o-mini", messages=[
@@ -50,7 +52,7 @@ def test_embeddings_default_base64(client: OpenAI, emulator: Emulator) -> None:
 
 
 def test_embeddings_base64_wire_format(emulator: Emulator) -> None:
-    with httpx2.Client() as http:
+    with httpx2.Client(headers=AUTH) as http:
         body = http.post(emulator.base_url + "/embeddings",
                          json={"model": "text-embedding-3-small", "input": "x", "encoding_format": "base64", "dimensions": 4}).json()
     raw = base64.b64decode(body["data"][0]["embedding"])
@@ -66,7 +68,7 @@ def test_moderations(client: OpenAI) -> None:
 
 def test_sync_marker_errors_and_unknown_model(client: OpenAI, emulator: Emulator) -> None:
     with pytest.raises(openai.BadRequestError) as err:
-        client.chat.completions.create(model="m", messages=[{"role": "user", "content": "x [[emulator:error_400]]"}])
+        client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "x [[emulator:error_400]]"}])
     assert err.value.code == "context_length_exceeded"  # type: ignore[attr-defined]
     emulator.configure(supported_models=("gpt-4o-mini",))
     with pytest.raises(openai.NotFoundError) as nf:

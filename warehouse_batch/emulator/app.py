@@ -17,13 +17,18 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import multipart
+from .auth import AuthMiddleware
+from .azure import azure_routes
 from .config import EmulatorConfig
 from .engine import Engine
 from .errors import APIError, envelope
+from .expiry import check_expires_after
 from .faults import Fault
+from .flavors import Flavor, canonical_endpoint, flavor
+from .models import is_supported
 from .responder import respond
+from .validation import EMBEDDINGS, check_embedding_request
 
-BATCH_ENDPOINTS = ("/v1/responses", "/v1/chat/completions", "/v1/embeddings", "/v1/completions", "/v1/moderations")
 FILE_PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
 MAX_UPLOAD_BYTES = 512 * 1024 * 1024
 Handler = Callable[[Request], Awaitable[Response]]
@@ -156,7 +161,7 @@ def _int_param(request: Request, name: str, default: int, lo: int, hi: int) -> i
 
 # ------------------------------------------------------------------ files
 
-def _parse_upload(body: bytes, content_type: str) -> tuple[str, str, bytes, int | None]:
+def _parse_upload(body: bytes, content_type: str, rules: Flavor) -> tuple[str, str, bytes, int | None]:
     try:
         parts = multipart.parse(body, content_type)
     except multipart.MultipartError as exc:
@@ -178,17 +183,10 @@ def _parse_upload(body: bytes, content_type: str) -> tuple[str, str, bytes, int 
         raise APIError(400, "Missing required parameter: 'file'.", param="file", code="missing_required_parameter")
     # The SDK flattens nested objects with brackets; Azure docs use dots: accept both.
     anchor = fields.get("expires_after[anchor]", fields.get("expires_after.anchor"))
-    seconds_raw = fields.get("expires_after[seconds]", fields.get("expires_after.seconds"))
+    seconds = fields.get("expires_after[seconds]", fields.get("expires_after.seconds"))
     expires_after = None
-    if anchor is not None and anchor != "created_at":
-        raise APIError(400, f"Invalid value: '{anchor}'. Supported values are: 'created_at'.", param="expires_after.anchor", code="invalid_value")
-    if seconds_raw is not None:
-        try:
-            expires_after = int(seconds_raw)
-        except ValueError:
-            raise APIError(400, "Invalid 'expires_after.seconds': expected an integer.", param="expires_after.seconds", code="invalid_type")
-        if not 3600 <= expires_after <= 2_592_000:
-            raise APIError(400, "Invalid 'expires_after.seconds': must be between 3600 and 2592000.", param="expires_after.seconds", code="invalid_value")
+    if anchor is not None or seconds is not None:
+        expires_after = check_expires_after({"anchor": anchor, "seconds": seconds}, "expires_after", rules)
     data = file_part.data
     if len(data) > MAX_UPLOAD_BYTES:
         raise APIError(400, "File is too large: the maximum size is 512 MB.", param="file")
@@ -226,7 +224,7 @@ def _looks_like_jsonl(data: bytes) -> bool:
 async def upload_file(request: Request) -> Response:
     body = await request.body()
     filename, purpose, data, expires_after = await run_in_threadpool(
-        _parse_upload, body, request.headers.get("content-type", ""))
+        _parse_upload, body, request.headers.get("content-type", ""), flavor(_engine(request).config.flavor))
     obj = await run_in_threadpool(_engine(request).upload, filename, purpose, data, expires_after)
     return JSONResponse(obj)
 
@@ -299,19 +297,17 @@ async def create_batch(request: Request) -> Response:
         if not isinstance(body[key], str):
             raise APIError(400, f"Invalid type for '{key}': expected a string, but got {_json_type(body[key])} instead.", param=key, code="invalid_type")
     endpoint = body["endpoint"]
-    if endpoint not in BATCH_ENDPOINTS:
-        allowed = ", ".join(f"'{e}'" for e in BATCH_ENDPOINTS[:-1]) + f", and '{BATCH_ENDPOINTS[-1]}'"
+    config = _engine(request).config
+    allowed_endpoints = flavor(config.flavor).batch_endpoints
+    if canonical_endpoint(endpoint, config.flavor) not in allowed_endpoints:
+        allowed = ", ".join(f"'{e}'" for e in allowed_endpoints[:-1]) + f", and '{allowed_endpoints[-1]}'"
         raise APIError(400, f"Invalid value: '{endpoint}'. Supported values are: {allowed}.", param="endpoint", code="invalid_value")
     if body["completion_window"] != "24h":
         raise APIError(400, f"Invalid value: '{body['completion_window']}'. Supported values are: '24h'.", param="completion_window", code="invalid_value")
     metadata = _check_metadata(body.get("metadata"))
     output_ttl = None
-    oea = body.get("output_expires_after")
-    if oea is not None:
-        if not isinstance(oea, dict) or oea.get("anchor") != "created_at" or not isinstance(oea.get("seconds"), int) \
-                or not 3600 <= oea["seconds"] <= 2_592_000:
-            raise APIError(400, "Invalid 'output_expires_after': expected {'anchor': 'created_at', 'seconds': 3600..2592000}.", param="output_expires_after", code="invalid_value")
-        output_ttl = oea["seconds"]
+    if body.get("output_expires_after") is not None:
+        output_ttl = check_expires_after(body["output_expires_after"], "output_expires_after", flavor(config.flavor))
     obj = await run_in_threadpool(_engine(request).create_batch, body["input_file_id"], endpoint,
                                   body["completion_window"], metadata, output_ttl)
     return JSONResponse(obj)
@@ -348,8 +344,10 @@ def _sync_endpoint(path: str, op: str) -> Handler:
             raise APIError(400, "you must provide a model parameter", param="model", code="missing_required_parameter")
         if body.get("stream") is True:
             raise APIError(400, "Streaming is not supported by the emulator.", param="stream", code="unsupported_value")
-        if model is not None and config.supported_models is not None and model not in config.supported_models:
+        if model is not None and not is_supported(str(model), config.supported_models):
             raise APIError(404, f"The model `{model}` does not exist or you do not have access to it.", param="model", code="model_not_found")
+        if path == EMBEDDINGS:
+            check_embedding_request(body, config)
         status, answer = await run_in_threadpool(respond, path, body, "", config)
         return JSONResponse(answer, status_code=status)
 
@@ -440,6 +438,9 @@ def create_app(config: EmulatorConfig | None = None) -> Starlette:
         Route("/v1/embeddings", _sync_endpoint("/v1/embeddings", "embeddings"), methods=["POST"]),
         Route("/v1/moderations", _sync_endpoint("/v1/moderations", "moderations"), methods=["POST"]),
         Route("/v1/completions", _sync_endpoint("/v1/completions", "completions"), methods=["POST"]),
+    ]
+    routes += azure_routes(routes)
+    routes += [
         Route("/_emulator/counters", admin_counters, methods=["GET"]),
         Route("/_emulator/config", admin_config, methods=["GET", "POST"]),
         Route("/_emulator/advance", admin_advance, methods=["POST"]),
@@ -451,7 +452,8 @@ def create_app(config: EmulatorConfig | None = None) -> Starlette:
         routes=routes,
         exception_handlers={APIError: _api_error, HTTPException: _http_error, Exception: _server_error},
     )
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(AuthMiddleware)
+    app.add_middleware(RequestIdMiddleware)  # added last = outermost: 401s get an x-request-id too
     app.state.engine = Engine(config)
     quiet_drop_logs()
     return app

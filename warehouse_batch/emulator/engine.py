@@ -45,10 +45,11 @@ from .clock import Clock
 from .config import EmulatorConfig
 from .counters import Counters
 from .errors import APIError, not_found
-from .execution import Prepared, missing_file, prepare
-from .faults import FaultRegistry
+from .execution import Prepared, cannot_find, missing_file, prepare
+from .faults import FaultRegistry, picked
 from .files import FileStore
-from .validation import batch_error
+from .flavors import canonical_endpoint, flavor
+from .validation import batch_error, enqueued_tokens
 
 TERMINAL = frozenset({"failed", "completed", "expired", "cancelled"})
 BATCH_FILE_TTL = 30 * 86400  # batch input files expire after 30 days by default (§1.1)
@@ -67,6 +68,10 @@ class BatchRecord:
     request_time: float = 0.0  # fixed when the batch starts running
     due: float | None = None  # end of finalizing / cancelling
     stop_k: int | None = None  # requests finished when cancelling began
+    # Set once the batch holds enqueued-token quota (accepted); counted until it is terminal.
+    quota_model: str | None = None
+    quota_tokens: int = 0
+    always_error_file: bool = False  # Azure: a 0-byte error file even when nothing failed
     prep: Prepared | None = field(default=None, repr=False)
 
     @property
@@ -107,6 +112,8 @@ class Engine:
         self._busy = 0  # queued + running items of the current generation
         self._worker: threading.Thread | None = None
         self.counters = Counters()
+        # Per input file: batch creations so far and whether the last one was a spurious miss.
+        self._file_attempts: dict[str, tuple[int, bool]] = {}
         self.faults = FaultRegistry()
         self._state_dir = Path(config.state_dir) if config.state_dir else None
         self._open_stores()
@@ -161,6 +168,7 @@ class Engine:
                 (self._state_dir / "clock.json").unlink(missing_ok=True)
             self.counters.reset()
             self.faults.clear()
+            self._file_attempts.clear()
             self._open_stores()
 
     def configure(self, **fields: Any) -> EmulatorConfig:
@@ -188,11 +196,27 @@ class Engine:
         with self.lock:
             self._tick()
             now = self.now()
+            if purpose == "batch":
+                self._check_file_cap(expires_after is not None)
             ttl = expires_after if expires_after is not None else (BATCH_FILE_TTL if purpose == "batch" else None)
-            rec = self.files.add(filename, purpose, data, now, now + ttl if ttl else None)
+            rec = self.files.add(filename, purpose, data, now, now + ttl if ttl else None,
+                                 explicit_expiry=expires_after is not None)
             self.counters.add("files_uploaded")
             self.counters.add("bytes_uploaded", len(data))
             return rec.to_api()
+
+    def _check_file_cap(self, explicit_expiry: bool) -> None:
+        """Azure caps input batch files per resource: 500, or 10,000 counting those with expiry."""
+        rules = flavor(self.config.flavor)
+        cap = rules.file_cap_with_expiry if explicit_expiry else rules.file_cap
+        if cap is None:
+            return
+        held = self.files.count("batch", None if explicit_expiry else False)
+        if held >= cap:
+            hint = "" if explicit_expiry else " or upload with expires_after (then up to 10,000 files count)"
+            raise APIError(400, f"This resource already holds {held} input files with purpose 'batch', the maximum "
+                                f"is {cap}. Delete files you no longer need{hint}.",
+                           param="file", code="quota_exceeded")
 
     def get_file(self, file_id: str) -> dict[str, Any]:
         with self.lock:
@@ -250,7 +274,8 @@ class Engine:
                 if content is None:
                     prep = missing_file(rec.data["input_file_id"])
                 else:
-                    prep = prepare(content, rec.data["endpoint"], rec.data["id"], config)
+                    endpoint = canonical_endpoint(rec.data["endpoint"], config.flavor)
+                    prep = prepare(content, endpoint, rec.data["id"], config)
             except Exception as exc:  # noqa: BLE001 - never leave a batch pending forever
                 prep = Prepared(errors=[batch_error("server_error", f"The emulator could not prepare this batch: {exc}")])
             del content
@@ -291,11 +316,22 @@ class Engine:
         self.counters.add("batch_create_calls")
         batch_id = ids.batch_id()
         with self.lock:
-            created = self.clock.now()
             config = self.config
             # The input as it is now (an in-memory reference, or one file read with state_dir);
             # a missing file fails the batch later, like the real API.
             content = self._input(input_file_id)
+            if content is not None and self._spurious_miss(input_file_id, config):
+                if config.file_not_found_style == "sync":
+                    raise APIError(400, cannot_find(input_file_id), param="input_file_id", code="invalid_request")
+                content = None  # the batch then fails asynchronously, as for a file that is really gone
+        quota: tuple[str | None, int] | None = None
+        if content is not None and config.enqueued_token_limit is not None and config.token_limit_style == "fail-fast":
+            quota = enqueued_tokens(content)  # outside the lock: parses the whole file
+        with self.lock:
+            if quota is not None and quota[0] is not None:
+                self._check_quota_now(quota[0], quota[1])
+            created = self.clock.now()
+            rules = flavor(config.flavor)
             self._seq += 1
             c = int(created)
             data: dict[str, Any] = {
@@ -309,13 +345,37 @@ class Engine:
             }
             rec = BatchRecord(data=data, seq=self._seq, created=created,
                               validate_due=created + config.validation_delay,
-                              expires=float(c + config.completion_window_seconds), output_ttl=output_ttl)
+                              # Azure shows expires_at but never expires a job.
+                              expires=float(c + config.completion_window_seconds) if rules.batches_expire else math.inf,
+                              output_ttl=output_ttl or config.output_retention,
+                              always_error_file=rules.always_error_file)
+            if quota is not None and quota[0] is not None:
+                rec.quota_model, rec.quota_tokens = quota  # fail-fast: counted from create on
             self.batches[batch_id] = rec
             self.counters.add("batches_created")
             self._save(rec)
             self._enqueue(rec, content, config, count=True)
             # Snapshot before any tick: the create answer is always `validating` (§2).
             return _snap(data)
+
+    def _spurious_miss(self, file_id: str, config: Any) -> bool:
+        """Production sometimes cannot find a file that exists (right after uploads); a retry
+        passes, so an attempt right after a miss never misses."""
+        attempt, missed_last = self._file_attempts.get(file_id, (0, False))
+        miss = not missed_last and picked(config.file_not_found_rate, config.seed, file_id, attempt)
+        self._file_attempts[file_id] = (attempt + 1, miss)
+        return miss
+
+    def _enqueued(self, model: str, exclude: BatchRecord | None = None) -> int:
+        """Tokens of accepted, non-terminal batches for `model` (quota is held until terminal)."""
+        return sum(r.quota_tokens for r in self.batches.values()
+                   if r is not exclude and r.quota_model == model and r.status not in TERMINAL)
+
+    def _check_quota_now(self, model: str, tokens: int) -> None:
+        """Fail-fast regions: the create call itself is refused."""
+        limit = self.config.enqueued_token_limit
+        if limit is not None and self._enqueued(model) + tokens > limit:
+            raise APIError(400, f"token_limit_exceeded: {_quota_message(model, limit)}", code="token_limit_exceeded")
 
     def get_batch(self, batch_id: str) -> dict[str, Any]:
         with self.lock:
@@ -370,6 +430,7 @@ class Engine:
         stops there so no later event overtakes it (see the module docstring).
         """
         now = self.clock.now()
+        self.files.purge(int(now))
         deadline = time.monotonic() + WAIT_LIMIT
         while True:
             due = [(t, r.seq, r) for r in self.batches.values()
@@ -396,12 +457,12 @@ class Engine:
             elif prep.errors:
                 self._fail(rec, t, prep.errors)
             elif self._over_quota(rec):
-                limit = self.config.enqueued_token_limit
-                self._fail(rec, t, [batch_error(
-                    "token_limit_exceeded",
-                    f"Enqueued token limit reached for {prep.model} in organization org-emulator. "
-                    f"Limit: {limit:,} enqueued tokens. Please try again once some in_progress batches have been completed.")])
+                # Nothing ran and nothing is billed: resubmitting later is the fix.
+                self._fail(rec, t, [batch_error("token_limit_exceeded",
+                                                _quota_message(prep.model, self.config.enqueued_token_limit))])
             else:
+                if rec.quota_model is None and prep.model is not None:
+                    rec.quota_model, rec.quota_tokens = prep.model, prep.tokens
                 d.update(status="in_progress", in_progress_at=int(t), model=prep.model,
                          request_counts=prep.counts(0))
                 rec.started = t
@@ -422,12 +483,9 @@ class Engine:
     def _over_quota(self, rec: BatchRecord) -> bool:
         limit = self.config.enqueued_token_limit
         assert rec.prep is not None
-        if limit is None:
-            return False
-        running = sum(r.prep.tokens for r in self.batches.values()
-                      if r is not rec and r.prep is not None and r.prep.model == rec.prep.model
-                      and r.status in ("in_progress", "finalizing"))
-        return running + rec.prep.tokens > limit
+        if limit is None or rec.quota_model is not None or rec.prep.model is None:
+            return False  # no limit, or already accepted at create (fail-fast)
+        return self._enqueued(rec.prep.model, exclude=rec) + rec.prep.tokens > limit
 
     def _fail(self, rec: BatchRecord, t: float, errors: list[dict[str, Any]]) -> None:
         rec.data.update(status="failed", failed_at=int(t), errors={"object": "list", "data": errors})
@@ -448,7 +506,8 @@ class Engine:
         bid = d["id"]
         expires = ts + rec.output_ttl if rec.output_ttl else None
         out_id = self.files.add(f"{bid}_output.jsonl", "batch_output", out, ts, expires).id if out else None
-        err_id = self.files.add(f"{bid}_error.jsonl", "batch_output", err, ts, expires).id if err else None
+        err_id = (self.files.add(f"{bid}_error.jsonl", "batch_output", err, ts, expires).id
+                  if err or rec.always_error_file else None)
         counts = prep.counts(k)
         if status != "completed":
             # Unrun requests count as failed once the batch has stopped.
@@ -456,6 +515,11 @@ class Engine:
         d.update(status=status, output_file_id=out_id, error_file_id=err_id, request_counts=counts,
                  usage=prep.usage(k), model=prep.model or d.get("model"), **{f"{status}_at": ts})
         rec.prep = None
+
+
+def _quota_message(model: str | None, limit: int | None) -> str:
+    return (f"Enqueued token limit reached for {model} in organization org-emulator. Limit: {limit or 0:,} "
+            "enqueued tokens. Please try again once some in_progress batches have been completed.")
 
 
 def _page(items: list[dict[str, Any]], has_more: bool) -> dict[str, Any]:

@@ -17,7 +17,8 @@ from typing import Any
 from . import ids
 from .config import EmulatorConfig
 from .responder import respond, usage_of
-from .validation import batch_error, validate
+from .errors import APIError
+from .validation import EMBEDDINGS, batch_error, check_embedding_request, validate
 
 UNRUN_MESSAGES = {
     "batch_expired": "This request could not be executed before the completion window expired.",
@@ -80,11 +81,22 @@ def _join(lines: list[bytes]) -> bytes:
     return b"\n".join(lines) + b"\n" if lines else b""
 
 
+def cannot_find(file_id: str) -> str:
+    return f"Cannot find file {file_id}, or organization org-emulator does not have access to it."
+
+
 def missing_file(file_id: str) -> Prepared:
-    return Prepared(errors=[batch_error(
-        "invalid_request",
-        f"Cannot find file {file_id}, or organization org-emulator does not have access to it.",
-        None, "file_id")])
+    return Prepared(errors=[batch_error("invalid_request", cannot_find(file_id), None, "file_id")])
+
+
+def _answer(endpoint: str, body: dict[str, Any], custom_id: str, config: EmulatorConfig) -> tuple[int, dict[str, Any]]:
+    """The responder's answer, unless the request breaks a per-request limit (it then ran and failed)."""
+    if endpoint == EMBEDDINGS:
+        try:
+            check_embedding_request(body, config)
+        except APIError as exc:
+            return exc.status, exc.body()
+    return respond(endpoint, body, custom_id, config)
 
 
 def prepare(content: bytes, endpoint: str, batch_id: str, config: EmulatorConfig) -> Prepared:
@@ -100,7 +112,7 @@ def prepare(content: bytes, endpoint: str, batch_id: str, config: EmulatorConfig
     fp, ip, op = prep.failed_prefix, prep.input_prefix, prep.output_prefix
     for i in order:
         custom_id, body = v.requests[i]
-        status, resp = respond(endpoint, body, custom_id, config)
+        status, resp = _answer(endpoint, body, custom_id, config)
         is_ok = 200 <= status < 300
         if is_ok:
             a, b = usage_of(endpoint, resp)

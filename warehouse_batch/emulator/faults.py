@@ -1,6 +1,7 @@
 """One-shot (or n-shot) faults injected into named API operations."""
 from __future__ import annotations
 
+import hashlib
 import threading
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -74,3 +75,11 @@ class FaultRegistry:
     def clear(self) -> None:
         with self._lock:
             self._faults.clear()
+
+
+def picked(rate: float, *key: object) -> bool:
+    """Deterministic draw: True for a `rate` fraction of keys, the same answer for the same key."""
+    if rate <= 0:
+        return False
+    digest = hashlib.sha256("\x00".join(map(str, key)).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < rate

@@ -20,6 +20,7 @@ class FileRecord:
     created_at: int
     seq: int  # creation order; created_at has one-second resolution
     expires_at: int | None = None
+    explicit_expiry: bool = False  # uploaded with expires_after (Azure counts those separately)
     data: bytes | None = field(default=None, repr=False)  # None when only on disk
 
     def to_api(self) -> dict[str, Any]:
@@ -43,6 +44,7 @@ class FileStore:
         self._dir = Path(state_dir, "files") if state_dir else None
         self._files: dict[str, FileRecord] = {}
         self._seq = 0
+        self._next_expiry: int | None = None  # earliest expires_at, so purging is O(1) until then
         if self._dir:
             self._dir.mkdir(parents=True, exist_ok=True)
             self._load()
@@ -54,14 +56,21 @@ class FileStore:
             rec = FileRecord(**meta)
             self._files[rec.id] = rec
             self._seq = max(self._seq, rec.seq)
+            self._note_expiry(rec.expires_at)
+
+    def _note_expiry(self, expires_at: int | None) -> None:
+        if expires_at is not None and (self._next_expiry is None or expires_at < self._next_expiry):
+            self._next_expiry = expires_at
 
     def _data_path(self, file_id: str) -> Path:
         assert self._dir
         return self._dir / f"{file_id}.data"
 
-    def add(self, filename: str, purpose: str, data: bytes, now: int, expires_at: int | None = None) -> FileRecord:
+    def add(self, filename: str, purpose: str, data: bytes, now: int, expires_at: int | None = None,
+            explicit_expiry: bool = False) -> FileRecord:
         self._seq += 1
-        rec = FileRecord(ids.file_id(), filename, purpose, len(data), now, self._seq, expires_at, data)
+        rec = FileRecord(ids.file_id(), filename, purpose, len(data), now, self._seq, expires_at, explicit_expiry, data)
+        self._note_expiry(expires_at)
         if self._dir:
             # Data first, metadata last, so a crash never leaves metadata without bytes.
             self._data_path(rec.id).write_bytes(data)
@@ -92,11 +101,28 @@ class FileStore:
         return self._data_path(rec.id).read_bytes()
 
     def delete(self, file_id: str, now: int) -> None:
-        rec = self.get(file_id, now)
+        self._remove(self.get(file_id, now))
+
+    def _remove(self, rec: FileRecord) -> None:
         del self._files[rec.id]
         if self._dir:
             (self._dir / f"{rec.id}.json").unlink(missing_ok=True)
             self._data_path(rec.id).unlink(missing_ok=True)
+
+    def purge(self, now: int) -> None:
+        """Delete files past their expiry, as production does (their bytes are gone, not hidden)."""
+        if self._next_expiry is None or self._next_expiry > now:
+            return
+        self._next_expiry = None
+        for rec in list(self._files.values()):
+            if rec.expires_at is not None and rec.expires_at <= now:
+                self._remove(rec)
+            else:
+                self._note_expiry(rec.expires_at)
+
+    def count(self, purpose: str, explicit_expiry: bool | None = None) -> int:
+        return sum(1 for r in self._files.values()
+                   if r.purpose == purpose and (explicit_expiry is None or r.explicit_expiry == explicit_expiry))
 
     def list(self, now: int, purpose: str | None, order: str, after: str | None, limit: int) -> tuple[list[FileRecord], bool]:
         recs = [r for r in self._files.values() if r.expires_at is None or r.expires_at > now]
@@ -109,6 +135,7 @@ class FileStore:
         return recs[:limit], len(recs) > limit
 
     def clear(self) -> None:
-        for file_id in list(self._files):
-            self.delete(file_id, now=0)
+        for rec in list(self._files.values()):
+            self._remove(rec)
         self._seq = 0
+        self._next_expiry = None

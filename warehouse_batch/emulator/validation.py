@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .config import EmulatorConfig
+from .errors import APIError
+from .flavors import canonical_endpoint, flavor
+from .models import is_supported
 
 # Endpoints whose body must carry these keys (besides `model`).
 _REQUIRED_BODY_KEYS = {
@@ -17,6 +20,7 @@ _REQUIRED_BODY_KEYS = {
     "/v1/moderations": ("input",),
 }
 _MODEL_OPTIONAL = {"/v1/moderations"}  # moderations default to omni-moderation-latest
+EMBEDDINGS = "/v1/embeddings"
 
 
 @dataclass
@@ -33,8 +37,51 @@ def batch_error(code: str, message: str, line: int | None = None, param: str | N
     return {"code": code, "message": message, "param": param, "line": line}
 
 
+def line_tokens(body: Any) -> int:
+    """Enqueued tokens of one request: what the quota counts (a stand-in for a tokenizer)."""
+    return math.ceil(len(json.dumps(body, ensure_ascii=False)) / 4)
+
+
+def enqueued_tokens(content: bytes) -> tuple[str | None, int]:
+    """(model of the first request, tokens of all parseable requests) without full validation:
+    a fail-fast quota answers at create, before the batch is validated."""
+    model: str | None = None
+    tokens = 0
+    for raw in content.split(b"\n"):
+        if not raw.strip():
+            continue
+        try:
+            body = json.loads(raw).get("body")
+        except (ValueError, AttributeError):
+            continue
+        if isinstance(body, dict):
+            model = model or body.get("model")
+            tokens += line_tokens(body)
+    return model, tokens
+
+
+def embedding_inputs(body: dict[str, Any]) -> int:
+    """How many embeddings one request asks for: a string or a token array is one input,
+    a list of them is one per item."""
+    value = body.get("input")
+    if isinstance(value, list) and value and not all(isinstance(v, int) for v in value):
+        return len(value)
+    return 1
+
+
+def check_embedding_request(body: dict[str, Any], config: EmulatorConfig) -> None:
+    """Raise the 400 an embeddings request with too many inputs gets, in a batch (its line goes
+    to the error file) as synchronously."""
+    n = embedding_inputs(body)
+    if n > config.max_embedding_inputs_per_request:
+        raise APIError(400, f"Invalid 'input': array too long. Expected an array with maximum length "
+                            f"{config.max_embedding_inputs_per_request}, but got an array with length {n} instead.",
+                       param="input", code="array_above_max_length")
+
+
 def validate(content: bytes, endpoint: str, config: EmulatorConfig) -> Validated:
     out = Validated()
+    max_requests = config.max_requests_per_file or flavor(config.flavor).max_requests_per_file
     if len(content) > config.max_file_bytes:
         mb = config.max_file_bytes / (1024 * 1024)
         out.errors.append(batch_error("file_too_large", f"The input file is larger than the maximum of {mb:g} MB.", None, "input_file_id"))
@@ -45,17 +92,17 @@ def validate(content: bytes, endpoint: str, config: EmulatorConfig) -> Validated
     if n_requests == 0:
         out.errors.append(batch_error("empty_file", "The input file is empty.", None, "input_file_id"))
         return out
-    if n_requests > config.max_requests_per_file:
+    if n_requests > max_requests:
         out.errors.append(batch_error(
             "too_many_tasks",
-            f"The input file contains {n_requests} requests; the maximum is {config.max_requests_per_file}.",
+            f"The input file contains {n_requests} requests; the maximum is {max_requests}.",
             None, "input_file_id"))
         return out
     seen: set[str] = set()
     first_model: str | None = None
-    supported = set(config.supported_models) if config.supported_models is not None else None
     errors = out.errors
     tokens = 0
+    inputs = 0  # embedding inputs across the batch
     for number, raw in enumerate(lines, start=1):
         if not raw.strip():
             continue  # blank lines (e.g. the trailing newline) are not requests
@@ -83,7 +130,7 @@ def validate(content: bytes, endpoint: str, config: EmulatorConfig) -> Validated
         seen.add(custom_id)
         if str(obj["method"]).upper() != "POST":
             errors.append(batch_error("invalid_request", "Only the POST method is supported in the Batch API.", number, "method"))
-        if obj["url"] != endpoint:
+        if canonical_endpoint(str(obj["url"]), config.flavor) != endpoint:
             errors.append(batch_error("invalid_url", "The URL provided for this request does not match the batch endpoint.", number, "url"))
         if not isinstance(body, dict):
             errors.append(batch_error("invalid_request", "The request body must be a JSON object.", number, "body"))
@@ -94,7 +141,7 @@ def validate(content: bytes, endpoint: str, config: EmulatorConfig) -> Validated
         if model is None and endpoint not in _MODEL_OPTIONAL:
             errors.append(batch_error("invalid_request", "Model parameter is required.", number, "body.model"))
         elif model is not None:
-            if supported is not None and model not in supported:
+            if not isinstance(model, str) or not is_supported(model, config.supported_models):
                 errors.append(batch_error("model_not_found", f"The provided model '{model}' is not supported by the Batch API.", number, "body.model"))
             elif first_model is None:
                 first_model = model
@@ -106,10 +153,19 @@ def validate(content: bytes, endpoint: str, config: EmulatorConfig) -> Validated
         for key in _REQUIRED_BODY_KEYS.get(endpoint, ()):
             if key not in body:
                 errors.append(batch_error("invalid_request", f"{key.capitalize()} parameter is required.", number, f"body.{key}"))
+        if endpoint == EMBEDDINGS:
+            inputs += embedding_inputs(body)
         if not errors:
             # Only keep bodies while the file is still valid: a failed batch needs none.
             out.requests.append((custom_id, body))
-            tokens += math.ceil(len(json.dumps(body, ensure_ascii=False)) / 4)
+            tokens += line_tokens(body)
+    if inputs > config.max_embedding_inputs_per_batch:
+        # No documented OpenAI code for this one; too_many_tasks is Azure's name for an oversized batch.
+        errors.append(batch_error(
+            "too_many_tasks",
+            f"The batch contains {inputs:,} embedding inputs; the maximum is "
+            f"{config.max_embedding_inputs_per_batch:,} across all requests of a batch.",
+            None, "input_file_id"))
     out.model = first_model
     out.tokens = tokens
     if errors:
