@@ -89,28 +89,27 @@ def _content_text(content: Any) -> str:
     return ""
 
 
-def _chat_texts(messages: Any) -> tuple[str, str, int]:
-    """(system text, user text, characters of all contents)."""
-    system, user, total = [], [], 0
+def _chat_texts(messages: Any) -> tuple[str, str]:
+    """(system text, user text)."""
+    system, user = [], []
     for m in messages if isinstance(messages, list) else []:
         if not isinstance(m, dict):
             continue
         text = _content_text(m.get("content"))
-        total += len(text)
         if m.get("role") in ("system", "developer"):
             system.append(text)
         elif m.get("role") == "user":
             user.append(text)
-    return "\n".join(system), "\n".join(user), total
+    return "\n".join(system), "\n".join(user)
 
 
-def _responses_texts(body: dict[str, Any]) -> tuple[str, str, int]:
+def _responses_texts(body: dict[str, Any]) -> tuple[str, str]:
     instructions = body.get("instructions") if isinstance(body.get("instructions"), str) else ""
     inp = body.get("input")
     if isinstance(inp, str):
-        return instructions, inp, len(instructions) + len(inp)
-    system, user, total = _chat_texts(inp)
-    return "\n".join(t for t in (instructions, system) if t), user, total + len(instructions)
+        return instructions, inp
+    system, user = _chat_texts(inp)
+    return "\n".join(t for t in (instructions, system) if t), user
 
 
 # ---------------------------------------------------------------- behaviour choice
@@ -313,7 +312,7 @@ def _bounded(text: str, limit: int | None, encoding: str) -> tuple[str, bool]:
 # ---------------------------------------------------------------- endpoints
 
 def _chat(body: dict[str, Any], custom_id: str, config: _Cfg, digest: bytes, rng: random.Random) -> tuple[int, dict[str, Any]]:
-    system, user, _ = _chat_texts(body.get("messages"))
+    system, user = _chat_texts(body.get("messages"))
     behaviour = _behaviour(system + user, custom_id, digest.hex(), config)
     if behaviour == "error_400":
         return _error(400)
@@ -359,7 +358,7 @@ def _chat(body: dict[str, Any], custom_id: str, config: _Cfg, digest: bytes, rng
 
 
 def _responses(body: dict[str, Any], custom_id: str, config: _Cfg, digest: bytes, rng: random.Random) -> tuple[int, dict[str, Any]]:
-    system, user, _ = _responses_texts(body)
+    system, user = _responses_texts(body)
     behaviour = _behaviour(system + user, custom_id, digest.hex(), config)
     if behaviour == "error_400":
         return _error(400)
