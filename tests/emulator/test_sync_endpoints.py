@@ -19,7 +19,8 @@ def test_chat_completion(client: OpenAI, emulator: Emulator) -> None:
         {"role": "user", "content": "Is water wet?"}])
     assert r.object == "chat.completion" and r.model == "gpt-4o-mini"
     assert r.choices[0].message.content in ("yes", "no", "maybe")
-    assert r.usage is not None and r.usage.prompt_tokens == -(-len("Answer with one word: yes, no, or maybe.Is water wet?") // 4)
+    # o200k_base: system 12 + user 4 content tokens, + 2 × (3 framing + 1 role) + 3 reply priming
+    assert r.usage is not None and r.usage.prompt_tokens == 12 + 4 + 2 * 4 + 3 and r.usage.completion_tokens == 1
     assert emulator.counters()["sync_requests"] == 1
 
 

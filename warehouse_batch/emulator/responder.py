@@ -3,9 +3,17 @@
 `respond(endpoint, body, custom_id, config) -> (status_code, response_body)` serves
 both batch lines and the synchronous endpoints.
 
-Token counts are estimates, not a tokenizer: prompt/input tokens =
-ceil(characters of all message/input text / 4); completion/output tokens =
-ceil(characters of the answer / 4). That keeps usage plausible and reproducible.
+Usage is billed like the service: prompt/input tokens are counted by `warehouse_batch.tokens`
+(the real o200k_base / cl100k_base tokenizers and the chat framing), completion/output tokens are
+the tokens of the answer text returned. Answers are as long as the task asks: a label for a
+classification (enum schema, or options offered in the prompt), a sentence or two for free text.
+`max_tokens` / `max_completion_tokens` / `max_output_tokens` bound an answer: free text keeps the
+sentences that fit, and an answer that does not fit is cut (finish_reason "length", or an
+incomplete response), as the service does.
+
+Sentiment-like labels (Positive / Neutral / Negative and the like, offered by an enum or by the
+prompt) are chosen from the text with a small lexicon, so a five-star review reads Positive; a
+text with no cue gets the seeded choice.
 
 Misbehaviour for tests, per request:
   markers in the request text: [[emulator:error_400]] [[emulator:error_500]]
@@ -24,6 +32,8 @@ import random
 import re
 import struct
 from typing import Any, Protocol
+
+from warehouse_batch import tokens
 
 from .schema_fake import fake_from_schema
 
@@ -61,10 +71,6 @@ def _digest(*parts: str) -> bytes:
     return h.digest()
 
 
-def estimate_tokens(chars: int) -> int:
-    return math.ceil(chars / 4)
-
-
 # ---------------------------------------------------------------- text extraction
 
 def _content_text(content: Any) -> str:
@@ -83,28 +89,27 @@ def _content_text(content: Any) -> str:
     return ""
 
 
-def _chat_texts(messages: Any) -> tuple[str, str, int]:
-    """(system text, user text, characters of all contents)."""
-    system, user, total = [], [], 0
+def _chat_texts(messages: Any) -> tuple[str, str]:
+    """(system text, user text)."""
+    system, user = [], []
     for m in messages if isinstance(messages, list) else []:
         if not isinstance(m, dict):
             continue
         text = _content_text(m.get("content"))
-        total += len(text)
         if m.get("role") in ("system", "developer"):
             system.append(text)
         elif m.get("role") == "user":
             user.append(text)
-    return "\n".join(system), "\n".join(user), total
+    return "\n".join(system), "\n".join(user)
 
 
-def _responses_texts(body: dict[str, Any]) -> tuple[str, str, int]:
+def _responses_texts(body: dict[str, Any]) -> tuple[str, str]:
     instructions = body.get("instructions") if isinstance(body.get("instructions"), str) else ""
     inp = body.get("input")
     if isinstance(inp, str):
-        return instructions, inp, len(instructions) + len(inp)
-    system, user, total = _chat_texts(inp)
-    return "\n".join(t for t in (instructions, system) if t), user, total + len(instructions)
+        return instructions, inp
+    system, user = _chat_texts(inp)
+    return "\n".join(t for t in (instructions, system) if t), user
 
 
 # ---------------------------------------------------------------- behaviour choice
@@ -158,28 +163,156 @@ def _options(system: str) -> tuple[str, ...] | None:
     return tuple(w for w in words if w)
 
 
-def _answer(system: str, user: str, schema: dict[str, Any] | None, json_object: bool, rng: random.Random, behaviour: str | None) -> str:
+# Sentiment cues, weighted: 3 = a verdict on its own ("broke", "would buy again"), 1 = a mild remark
+# that a verdict outweighs ("a bit overpriced" in a five-star review). Neutral cues name a middling
+# verdict. Reviews mix both kinds, so the weights, not the first cue found, decide.
+_CUES: dict[str, tuple[tuple[int, str], ...]] = {
+    "positive": (
+        (3, r"would (?:definitely )?buy (?:it )?again"), (3, r"(?:five|5|four|4)[ -]stars?"), (3, r"love[sd]?"),
+        (3, r"best (?:purchase|buy)"), (3, r"exceed(?:s|ed)? (?:my )?expectations"), (3, r"excellent"),
+        (3, r"amazing"), (3, r"fantastic"), (3, r"perfect(?:ly)?"), (3, r"well made"), (3, r"highly recommend"),
+        (3, r"works (?:exactly|great|perfectly)"), (3, r"outstanding"), (3, r"delighted"),
+        (1, r"great"), (1, r"good"), (1, r"nice"), (1, r"happy"), (1, r"sturdy"), (1, r"awesome"),
+        (1, r"recommend(?:ed)?"), (1, r"just what i needed"), (1, r"lighter than expected"), (1, r"helpful"),
+        (1, r"comfortable"), (1, r"worth it"), (1, r"thanks?"),
+    ),
+    "negative": (
+        (3, r"broke(?:n)?"), (3, r"refund(?:ed)?"), (3, r"flimsy"), (3, r"damaged"), (3, r"defective"),
+        (3, r"stopped working"), (3, r"never (?:replied|arrived|worked)"), (3, r"not worth"), (3, r"waste of"),
+        (3, r"terrible"), (3, r"awful"), (3, r"horrible"), (3, r"worst"), (3, r"(?:one|1|two|2)[ -]stars?"),
+        (3, r"cheap plastic"), (3, r"returned? it"), (3, r"(?:would not|wouldn't|wouldn’t|do not|don't|don’t) recommend"),
+        (3, r"not recommend"), (3, r"useless"), (3, r"scam"), (3, r"disappoint(?:ed|ing)"),
+        (1, r"overpriced"), (1, r"too loud"), (1, r"hard to set up"), (1, r"bad"), (1, r"poor"), (1, r"slow"),
+        (1, r"isn't|isn’t"), (1, r"cheap"), (1, r"rude"), (1, r"confusing"), (1, r"smaller than"),
+    ),
+    "neutral": (
+        (3, r"okay"), (3, r"ok"), (3, r"average"), (3, r"nothing special"), (3, r"mixed feelings"),
+        (3, r"fine for the price"), (3, r"does the job"), (3, r"meh"), (3, r"(?:three|3)[ -]stars?"),
+        (3, r"so-so"), (3, r"neither good nor bad"),
+    ),
+}
+_CUE_RES = {polarity: tuple((w, re.compile(rf"\b(?:{p})\b", re.IGNORECASE)) for w, p in cues)
+            for polarity, cues in _CUES.items()}
+# Label words that mean each polarity; matched case-insensitively against the offered options.
+_POLARITY_LABELS = {
+    "positive": {"positive", "pos", "good", "favorable", "favourable", "happy", "satisfied"},
+    "negative": {"negative", "neg", "bad", "unfavorable", "unfavourable", "unhappy", "dissatisfied"},
+    "neutral": {"neutral", "mixed", "neither", "indifferent"},
+}
+
+
+def _sentiment_labels(options: Any) -> dict[str, str] | None:
+    """polarity → the offered label, when the options include a positive-like and a negative-like label."""
+    if not isinstance(options, (list, tuple)):
+        return None
+    found: dict[str, str] = {}
+    for option in options:
+        if isinstance(option, str):
+            for polarity, words in _POLARITY_LABELS.items():
+                if option.strip().lower() in words:
+                    found.setdefault(polarity, option)
+    return found if "positive" in found and "negative" in found else None
+
+
+def _polarity(text: str) -> str | None:
+    """The text's sentiment from the cue lexicon; None when it has no cue at all."""
+    score = {p: sum(w * len(rx.findall(text)) for w, rx in cues) for p, cues in _CUE_RES.items()}
+    if not any(score.values()):
+        return None
+    if score["neutral"] >= max(score["positive"], score["negative"]):
+        return "neutral"
+    net = score["positive"] - score["negative"]
+    return "positive" if net > 0 else "negative" if net < 0 else "neutral"
+
+
+def _choose(options: Any, text: str, rng: random.Random) -> Any:
+    """One of the options: by sentiment when they are sentiment labels and the text has a cue, else seeded."""
+    labels = _sentiment_labels(options)
+    polarity = _polarity(text) if labels else None
+    if labels and polarity:
+        if polarity in labels:
+            return labels[polarity]
+        # Neutral text but no neutral label: the milder remarks decide, ties go to positive.
+        return labels["positive"]
+    return rng.choice(options)
+
+
+def _sentiment_fields(value: Any, schema: dict[str, Any], text: str, rng: random.Random) -> Any:
+    """Replace the seeded choice of sentiment-like enums (the root, or a top-level property) by the lexicon's."""
+    if _sentiment_labels(schema.get("enum")):
+        return _choose(schema["enum"], text, rng)
+    props = schema.get("properties")
+    if isinstance(value, dict) and isinstance(props, dict):
+        for name, sub in props.items():
+            if name in value and isinstance(sub, dict) and _sentiment_labels(sub.get("enum")):
+                value[name] = _choose(sub["enum"], text, rng)
+    return value
+
+
+_OPENERS = ("Here is a short answer.", "Short answer: it depends.", "In brief, yes.", "Good question.",
+            "The short answer is no.", "It mostly holds.")
+_DETAILS = ("the details matter", "the context decides", "more data would help", "that is the usual case")
+
+
+def _free_text(user: str, rng: random.Random, limit: int | None, encoding: str) -> str:
+    """A sentence or two; under a token limit, the sentences that fit (a model told its budget stops early)."""
+    start = " ".join(_MARKER_RE.sub("", user).split()[:6])
+    sentences = [rng.choice(_OPENERS), f'It is about "{start}", and {rng.choice(_DETAILS)}.']
+    text = sentences[0]
+    for more in sentences[1:]:
+        longer = f"{text} {more}"
+        if limit is not None and tokens.count_text(longer, encoding) > limit:
+            break
+        text = longer
+    return text
+
+
+def _answer(system: str, user: str, schema: dict[str, Any] | None, json_object: bool, rng: random.Random,
+            behaviour: str | None, limit: int | None = None, encoding: str = tokens.DEFAULT_ENCODING) -> str:
     if behaviour == "invalid_json":
         return 'Here is the JSON you asked for: {"answer": "unterminated'
     if schema is not None:
-        return json.dumps(fake_from_schema(schema, rng), ensure_ascii=False)
+        return json.dumps(_sentiment_fields(fake_from_schema(schema, rng), schema, user, rng), ensure_ascii=False)
     if json_object:
         return json.dumps({"answer": user[:40]}, ensure_ascii=False)
-    options = _options(system)
+    options, text = _options(system), user
+    if not options:
+        # A plain prompt may carry the question itself ("Classify the sentiment as Positive, Neutral or
+        # Negative: …"); only sentiment labels are taken from it, since a review may list anything,
+        # and the label words of the question are no cue about the text.
+        found = _options(user)
+        if _sentiment_labels(found):
+            options = found
+            text = re.sub(r"\b(?:" + "|".join(map(re.escape, found or ())) + r")\b", " ", user, flags=re.IGNORECASE)
     if options:
-        return rng.choice(options)
-    start = " ".join(_MARKER_RE.sub("", user).split()[:6])
-    return f'Emulated answer #{rng.randint(1000, 9999)} about "{start}".'
+        return _choose(options, text, rng)
+    return _free_text(user, rng, limit, encoding)
 
 
 def _truncate(text: str) -> str:
     return text[: len(text) // 2]
 
 
+def _max_output(body: dict[str, Any], *keys: str) -> int | None:
+    """The request's output-token limit (the first key present), if any."""
+    for key in keys:
+        value = body.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
+def _bounded(text: str, limit: int | None, encoding: str) -> tuple[str, bool]:
+    """(text, cut?): an answer longer than the limit is cut at it, as the service does."""
+    if limit is None or tokens.count_text(text, encoding) <= limit:
+        return text, False
+    return tokens.truncate_text(text, limit, encoding), True
+
+
 # ---------------------------------------------------------------- endpoints
 
 def _chat(body: dict[str, Any], custom_id: str, config: _Cfg, digest: bytes, rng: random.Random) -> tuple[int, dict[str, Any]]:
-    system, user, chars = _chat_texts(body.get("messages"))
+    system, user = _chat_texts(body.get("messages"))
     behaviour = _behaviour(system + user, custom_id, digest.hex(), config)
     if behaviour == "error_400":
         return _error(400)
@@ -189,14 +322,17 @@ def _chat(body: dict[str, Any], custom_id: str, config: _Cfg, digest: bytes, rng
     schema = None
     if rf.get("type") == "json_schema":
         schema = (rf.get("json_schema") or {}).get("schema") or {}
-    content: str | None = _answer(system, user, schema, rf.get("type") == "json_object", rng, behaviour)
-    refusal, finish = None, "stop"
+    encoding = tokens.encoding_for_model(body.get("model"))
+    limit = _max_output(body, "max_completion_tokens", "max_tokens")
+    content: str | None = _answer(system, user, schema, rf.get("type") == "json_object", rng, behaviour, limit, encoding)
+    content, cut = _bounded(content or "", limit, encoding)
+    refusal, finish = None, "length" if cut else "stop"
     if behaviour == "refusal":
         refusal, content = REFUSAL_TEXT, None
     elif behaviour == "truncate":
         content, finish = _truncate(content or ""), "length"
-    prompt = estimate_tokens(chars)
-    completion = estimate_tokens(len(content or refusal or ""))
+    prompt = tokens.count_request(body, tokens.CHAT, encoding=encoding)
+    completion = tokens.count_text(content or refusal or "", encoding)
     return 200, {
         "id": "chatcmpl-" + digest.hex()[:29],
         "object": "chat.completion",
@@ -222,7 +358,7 @@ def _chat(body: dict[str, Any], custom_id: str, config: _Cfg, digest: bytes, rng
 
 
 def _responses(body: dict[str, Any], custom_id: str, config: _Cfg, digest: bytes, rng: random.Random) -> tuple[int, dict[str, Any]]:
-    system, user, chars = _responses_texts(body)
+    system, user = _responses_texts(body)
     behaviour = _behaviour(system + user, custom_id, digest.hex(), config)
     if behaviour == "error_400":
         return _error(400)
@@ -231,18 +367,23 @@ def _responses(body: dict[str, Any], custom_id: str, config: _Cfg, digest: bytes
     text_cfg = body.get("text") if isinstance(body.get("text"), dict) else {}
     fmt = text_cfg.get("format") if isinstance(text_cfg.get("format"), dict) else {"type": "text"}
     schema = (fmt.get("schema") or {}) if fmt.get("type") == "json_schema" else None
-    text = _answer(system, user, schema, fmt.get("type") == "json_object", rng, behaviour)
-    status, incomplete = "completed", None
+    encoding = tokens.encoding_for_model(body.get("model"))
+    limit = _max_output(body, "max_output_tokens")
+    text = _answer(system, user, schema, fmt.get("type") == "json_object", rng, behaviour, limit, encoding)
+    text, cut = _bounded(text, limit, encoding)
+    status, incomplete = ("incomplete", {"reason": "max_output_tokens"}) if cut else ("completed", None)
     if behaviour == "refusal":
         part: dict[str, Any] = {"type": "refusal", "refusal": REFUSAL_TEXT}
         text = REFUSAL_TEXT
+        status, incomplete = "completed", None
     else:
         if behaviour == "truncate":
             text = _truncate(text)
             status, incomplete = "incomplete", {"reason": "max_output_tokens"}
         part = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+    inp = tokens.count_request(body, tokens.RESPONSES, encoding=encoding)
+    out = tokens.count_text(text, encoding)
     hexid = digest.hex()
-    inp, out = estimate_tokens(chars), estimate_tokens(len(text))
     return 200, {
         "id": "resp_" + hexid[:48],
         "object": "response",
@@ -290,11 +431,14 @@ def _completions(body: dict[str, Any], custom_id: str, config: _Cfg, digest: byt
     behaviour = _behaviour(text_in, custom_id, digest.hex(), config)
     if behaviour in ("error_400", "error_500"):
         return _error(400 if behaviour == "error_400" else 500)
-    text = _answer("", text_in, None, False, rng, behaviour)
-    finish = "stop"
+    encoding = tokens.encoding_for_model(body.get("model"))
+    limit = _max_output(body, "max_tokens") or 16  # the completions API's default max_tokens
+    text, cut = _bounded(_answer("", text_in, None, False, rng, behaviour, limit, encoding), limit, encoding)
+    finish = "length" if cut else "stop"
     if behaviour == "truncate":
         text, finish = _truncate(text), "length"
-    p, c = estimate_tokens(len(text_in)), estimate_tokens(len(text))
+    p = tokens.count_request(body, tokens.COMPLETIONS, encoding=encoding)
+    c = tokens.count_text(text, encoding)
     return 200, {
         "id": "cmpl-" + digest.hex()[:29], "object": "text_completion",
         "created": _EPOCH + int.from_bytes(digest[15:18], "big"), "model": body.get("model"),
@@ -339,9 +483,9 @@ def _embeddings(body: dict[str, Any], custom_id: str, config: _Cfg, digest: byte
         vec = embedding_vector(t, int(dims), config.seed)
         emb: Any = base64.b64encode(struct.pack(f"<{len(vec)}f", *vec)).decode() if b64 else vec
         data.append({"object": "embedding", "index": i, "embedding": emb})
-    tokens = estimate_tokens(sum(len(t) for t in texts))
+    used = tokens.count_request(body, tokens.EMBEDDINGS)
     return 200, {"object": "list", "data": data, "model": model,
-                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+                 "usage": {"prompt_tokens": used, "total_tokens": used}}
 
 
 def _moderations(body: dict[str, Any], custom_id: str, config: _Cfg, digest: bytes, rng: random.Random) -> tuple[int, dict[str, Any]]:
