@@ -146,7 +146,9 @@ def _handle(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        previous = signal.signal(signal.SIGTERM, _stop)  # SIGTERM stops as cleanly as Ctrl-C
+        # SIGTERM stops as cleanly as Ctrl-C; both are set explicitly, since a parent (a scheduler, a
+        # test runner) may have left SIGINT ignored and the command would then never stop.
+        previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             return fn(*args, **kwargs)
         except KeyboardInterrupt:
@@ -163,7 +165,8 @@ def _handle(fn: Callable[..., Any]) -> Callable[..., Any]:
             err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, markup=True, soft_wrap=True)
             sys.exit(exc.exit_code)
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
     return wrapper
 
@@ -220,7 +223,8 @@ def _print_report(report: Report) -> None:
     rows = ", ".join(f"{n:,} {s}" for s, n in sorted(report.statuses.items())) or "no rows published yet"
     out.print(f"[bold]{report.job}[/] → table [cyan]{report.table}[/]: {rows}", highlight=False)
     if report.error:
-        out.print(f"[red]failed:[/] {report.error}", highlight=False, markup=True, soft_wrap=True)
+        out.print(f"[red]failed:[/] {escape(report.error)}", highlight=False, markup=True, soft_wrap=True)
+
     progress = report.progress or {}
     if progress.get("live_batches"):
         eta = f", about {progress['eta_seconds']:,} s left" if progress.get("eta_seconds") is not None else ""

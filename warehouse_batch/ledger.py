@@ -138,8 +138,13 @@ class Ledger:
                 [job.name, job.target_table, job.endpoint, json.dumps(job.to_options())],
             )
             self.warehouse.execute(
+                # A resumed uncached run keeps its run id (its hash salt): the same row, counted again.
                 f"INSERT INTO {SCHEMA}.runs (run_id, job_name, status, row_count, request_count, cached_count, "
-                "in_flight_count, submitted_count, cache) VALUES (?, ?, 'planned', ?, ?, ?, ?, ?, ?)",
+                "in_flight_count, submitted_count, cache) VALUES (?, ?, 'planned', ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (run_id) DO UPDATE SET status = 'planned', row_count = excluded.row_count, "
+                "request_count = excluded.request_count, cached_count = excluded.cached_count, "
+                "in_flight_count = excluded.in_flight_count, submitted_count = excluded.submitted_count, "
+                "finished_at = NULL",
                 [run_id, job.name, counts["rows"], counts["requests"], counts["cached"], counts["in_flight"],
                  counts["to_submit"], job.cache],
             )
@@ -159,6 +164,18 @@ class Ledger:
                 ORDER BY r.started_at DESC LIMIT 1""",
             [job_name],
         )
+
+    def stale_in_flight(self, job_name: str, stage: str) -> int:
+        """Requests in this job's live batches that no row of the newly compiled stage asks for."""
+        return int(self.warehouse.scalar(
+            f"""SELECT count(*) FROM {SCHEMA}.requests AS r JOIN {SCHEMA}.batches AS b ON b.shard_id = r.shard_id
+                WHERE b.job_name = ? AND b.state <> 'collected'
+                  AND NOT EXISTS (SELECT 1 FROM {stage} AS s WHERE s.__wb_request_hash = r.request_hash)
+                  AND NOT EXISTS (SELECT 1 FROM {SCHEMA}.results AS x WHERE x.request_hash = r.request_hash)
+                  AND NOT EXISTS (SELECT 1 FROM {SCHEMA}.job_rows AS jr
+                                  WHERE jr.request_hash = r.request_hash AND jr.job_name <> ?)""",
+            [job_name, job_name],
+        ) or 0)
 
     def run_submitted(self, run_id: str, shard_count: int) -> None:
         self.warehouse.execute(

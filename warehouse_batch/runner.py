@@ -58,6 +58,7 @@ class Report:
     dry_run: bool = False
     progress: dict[str, Any] | None = None  # live batches: requests done / total, estimated seconds left
     error: str | None = None  # why the last step of this job failed (other jobs went on)
+    warnings: list[str] = field(default_factory=list)  # e.g. an earlier version's requests still in flight
     timed_out: bool = False  # --timeout ran out with batches still running
 
     @property
@@ -146,6 +147,7 @@ class Runner:
         try:
             counts, estimate = self._stage_counts(stage)
             cost.check_limits(job, estimate)
+            warnings = self._stale_requests_warning(job, stage)
             self._check_token_budget(stage)
             if counts.to_submit and self.submit_enabled:
                 self.provider  # a missing API key or bad URL is reported before any shard is written
@@ -169,10 +171,10 @@ class Runner:
                 if not (wait and exc.transient):
                     raise
                 self._failed(job.name, exc)  # the wait below keeps trying
+            if publish_table:  # readers see the table, rows in flight `pending`, while we wait
+                self.publish(job)
             if wait:
                 report = self.wait(job.name, poll_interval=poll_interval, timeout=timeout, publish_tables=publish_table)[0]
-            elif publish_table:
-                self.publish(job)
         except (KeyboardInterrupt, StoppedError):
             if publish_table:
                 self._publish_quietly(job)
@@ -186,16 +188,29 @@ class Runner:
                 self._publish_quietly(job)
             raise
         final = self.job_report(job.name)
-        final.run_id, final.counts = run_id, counts
+        final.run_id, final.counts, final.warnings = run_id, counts, warnings
         final.timed_out = bool(report and report.timed_out)
         self.ledger.run_finished(run_id, finished=final.unfinished == 0)
         return final
+
+    def _stale_requests_warning(self, job: Job, stage: compiler.Stage) -> list[str]:
+        """A changed job leaves its old requests in flight (and paid for): say so, with the way out."""
+        stale = self.ledger.stale_in_flight(job.name, stage.table)
+        if not stale:
+            return []
+        message = (
+            f"{stale:,} request(s) of an earlier version of job {job.name} are still in live batches and will be "
+            f"paid for although no row asks for them any more; `warehouse-batch cancel {job.name}` stops them "
+            "(cancel also stops this run's new batches: run again afterwards)"
+        )
+        self.reporter.info(f"warning: {message}")
+        return [message]
 
     def _publish_quietly(self, job: Job) -> None:
         """Publish on the way out of an interrupted run; a second failure must not hide the first."""
         try:
             self.publish(job)
-        except (WarehouseBatchError, KeyboardInterrupt):
+        except (Exception, KeyboardInterrupt):  # best effort on the way out; the next command publishes
             pass
 
     def _stage_counts(self, stage: compiler.Stage) -> tuple[Counts, cost.Estimate]:

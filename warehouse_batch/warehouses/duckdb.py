@@ -119,8 +119,8 @@ class DuckDBWarehouse:
         if not self._owned or self.path == ":memory:":
             yield
             return
-        self.con.close()
-        try:
+        try:  # closing inside the try: an interrupt during close still reopens on the way out
+            self.con.close()
             yield
         finally:
             self.con = self._connect()
