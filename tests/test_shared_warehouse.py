@@ -373,3 +373,15 @@ def test_changing_a_job_with_requests_in_flight_warns_with_the_cancel_hint(slow:
     assert "warehouse-batch cancel edited" in output
     report = slow.cli_json("run", str(_job(tmp_path, "edited", system="Be very brief.")))
     assert "warehouse-batch cancel edited" in report[0]["warnings"][0]
+
+
+def test_a_provider_error_during_a_wait_still_publishes_the_table(warehouse: Warehouse, tmp_path: Path) -> None:
+    _reviews(warehouse)
+    warehouse.emulator.inject_fault("create_batch", status=400, times=1)  # the request itself is refused: terminal
+    result = warehouse.cli("run", str(_job(tmp_path, "refused")), "--wait", "--poll-interval", "0.05", expect=4)
+    assert "create batch failed (HTTP 400)" in result.output
+    assert warehouse.sql("SELECT status, count(*) FROM refused GROUP BY ALL") == [("pending", ROWS)]
+    assert "HTTP 400" in warehouse.cli_json("status")[0]["error"]
+    warehouse.cli("run", str(_job(tmp_path, "refused")), "--wait", "--poll-interval", "0.05")  # resumes
+    assert warehouse.sql("SELECT status, count(*) FROM refused GROUP BY ALL") == [("completed", ROWS)]
+    assert warehouse.counters()["batches_created"] == 1

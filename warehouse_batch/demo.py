@@ -53,6 +53,8 @@ def run_demo(directory: Path, *, console: Console, reporter: Reporter) -> None:
     counts = ", ".join(f"{n} {s}" for s, n in sorted(report.statuses.items()))
     console.print(
         f"\n{report.counts.rows if report.counts else 0} rows → table review_sentiment ({counts}).\n"
+        "The answers come from the built-in offline emulator (a deterministic stand-in for the model: a small "
+        "sentiment lexicon), not from OpenAI.\n"
         f"Warehouse: {db} (metadata in schema warehouse_batch: jobs, runs, requests, batches, results, job_status)\n"
         f"Shards and downloaded results: {work_dir}\n"
         f"Try (with the duckdb CLI): duckdb {db} \"SELECT status, count(*) FROM review_sentiment GROUP BY ALL\"\n"
