@@ -102,9 +102,7 @@ def sync(db: Database = DEFAULT_DB, *, wait: bool = False, retry: bool = False, 
     with open_runner(db, **settings) as runner:
         runner.collect(None)
         if retry:
-            for name in runner.ledger.job_names():
-                if name not in runner.failures:
-                    runner.retry(name)
+            runner.retry_jobs()
         if wait:
             return runner.wait(None, poll_interval=poll_interval, timeout=timeout)
         return runner.status()

@@ -358,6 +358,16 @@ class Runner:
         return related
 
     # -- retry -----------------------------------------------------------------------------
+    def retry_jobs(self, names: list[str] | None = None) -> None:
+        """`retry` each job (default: every job that did not just fail), each on its own."""
+        for name in names if names is not None else self.ledger.job_names():
+            if name in self.failures:
+                continue
+            try:
+                self.retry(name)
+            except WarehouseBatchError as exc:
+                self._failed(name, exc)
+
     def retry(self, job_name: str) -> Report:
         """Send the job's retryable requests again (expired, cancelled, transient failures), in new shards.
 
