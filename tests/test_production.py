@@ -133,6 +133,26 @@ def test_an_input_file_really_gone_is_uploaded_again(warehouse: Warehouse, tmp_p
     assert warehouse.counters()["files_uploaded"] == 2
 
 
+def test_a_batch_that_failed_before_running_anything_is_sent_again(warehouse: Warehouse, tmp_path: Path) -> None:
+    _reviews(warehouse, 10)
+    warehouse.cli("run", str(_job(tmp_path)))  # submitted, no wait
+    batch_id = warehouse.sql("SELECT batch_id FROM warehouse_batch.batches")[0][0]
+    engine = warehouse.emulator.engine
+    with engine.lock:  # the service fails it during validation, for reasons of its own
+        engine.batches[batch_id].data.update(status="failed", errors=None)
+        engine.batches[batch_id].prep = None
+    warehouse.cli("collect", "reviews_job", *WAIT)
+    _all_completed_once(warehouse, "reviews_job", 10)
+    assert warehouse.sql("SELECT deferrals, deferred_reason FROM warehouse_batch.batches") == [(1, "transient")]
+
+
+def test_deferral_is_a_declared_move_that_leaves_attempts_alone(warehouse: Warehouse, tmp_path: Path) -> None:
+    from warehouse_batch.ledger import _FROM, ShardState
+
+    assert ShardState.SUBMITTED in _FROM[ShardState.UPLOADED] and ShardState.SUBMITTED in _FROM[ShardState.WRITTEN]
+    assert ShardState.COLLECTED not in _FROM[ShardState.UPLOADED]  # a collected shard never comes back
+
+
 # -- 3. file hygiene ------------------------------------------------------------------------------
 def test_files_expire_and_inputs_are_deleted_once_loaded(warehouse: Warehouse, tmp_path: Path) -> None:
     _reviews(warehouse, 10)

@@ -236,12 +236,10 @@ class Batches:
         if kind == retries.TRANSIENT:
             # Ambiguous (a 5xx after the provider's own retries): the batch may exist, so the shard stays an
             # intent, reconciled by its tag before the next create.
-            self.ledger.move(shard["shard_id"], S.CREATING, not_before=_later(self.backoff, shard["deferrals"]))
             if (shard["deferrals"] or 0) >= MAX_TRANSIENT_RESENDS:
-                return exc
-            self.ledger.warehouse.execute(  # counted, so a provider that keeps failing is reported in the end
-                "UPDATE warehouse_batch.batches SET deferrals = coalesce(deferrals, 0) + 1, deferred_reason = ? "
-                "WHERE shard_id = ?", [kind, shard["shard_id"]])
+                return exc  # counted, so a provider that keeps failing is reported in the end
+            self.ledger.defer(shard["shard_id"], S.CREATING, reason=kind,
+                              delay=_backoff(self.backoff, shard["deferrals"]))
             self.reporter.info(f"shard {shard['shard_id']}: {exc}; trying again later")
             return None
         self._defer(job, provider, shard, kind, exc.detail)
@@ -500,10 +498,6 @@ class Batches:
 
 def _backoff(base: float, deferrals: int | None) -> float:
     return min(base * 2 ** min(int(deferrals or 0), 10), MAX_BACKOFF)
-
-
-def _later(base: float, deferrals: int | None) -> datetime:
-    return datetime.fromtimestamp(time.time() + _backoff(base, deferrals), timezone.utc)
 
 
 def _due(shards_: list[Shard]) -> list[Shard]:

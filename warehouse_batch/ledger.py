@@ -56,7 +56,7 @@ S = ShardState
 #: resumed run retries a side effect the provider never saw.
 _FROM: dict[ShardState, tuple[ShardState, ...]] = {
     # Deferred back to `written`: the provider lost the input file, so it is uploaded again.
-    S.WRITTEN: (S.UPLOADED, S.CREATING, S.SUBMITTED),
+    S.WRITTEN: (S.CREATING, S.SUBMITTED),
     S.UPLOADING: (S.WRITTEN, S.UPLOADING),
     # Deferred back to `uploaded`: refused for quota, or a batch that ran nothing; created again later.
     S.UPLOADED: (S.UPLOADING, S.CREATING, S.SUBMITTED),
@@ -302,11 +302,15 @@ class Ledger:
     def defer(self, shard_id: str, to: ShardState, *, reason: str, delay: float, count: bool = True) -> None:
         """Put a shard back in line (`uploaded`, or `written` to upload again) for `delay` seconds:
         what the provider said of its last batch is cleared, its requests (and their attempts) stay.
-        `count`: the deferral counts towards the give-up limit of transient trouble."""
-        self.move(shard_id, to, batch_id=None, status=None, errors=None, output_file_id=None, error_file_id=None,
-                  total_count=None, completed_count=None, failed_count=None, polled_at=None, finished_at=None,
-                  not_before=_now() + timedelta(seconds=max(delay, 0.0)), deferred_reason=reason,
-                  **({"file_id": None} if to is S.WRITTEN else {}))
+        `count`: the deferral counts towards the give-up limit of transient trouble. Deferring to
+        `creating` (an ambiguous create) keeps the intent, so the batch is looked for before another."""
+        not_before = _now() + timedelta(seconds=max(delay, 0.0))
+        if to is S.CREATING:
+            self.move(shard_id, to, not_before=not_before, deferred_reason=reason)
+        else:
+            self.move(shard_id, to, batch_id=None, status=None, errors=None, output_file_id=None, error_file_id=None,
+                      total_count=None, completed_count=None, failed_count=None, polled_at=None, finished_at=None,
+                      not_before=not_before, deferred_reason=reason, **({"file_id": None} if to is S.WRITTEN else {}))
         if count:
             self.warehouse.execute(
                 f"UPDATE {SCHEMA}.batches SET deferrals = coalesce(deferrals, 0) + 1 WHERE shard_id = ?", [shard_id])
