@@ -135,11 +135,11 @@ def test_cost_guard_refuses_before_anything_is_uploaded(warehouse: Warehouse, tm
 
 def test_unknown_model_price_with_a_cost_limit(warehouse: Warehouse, tmp_path: Path) -> None:
     _questions(warehouse)
-    job = _job(tmp_path, model="my-finetune")
+    job = _job(tmp_path, model="ft:gpt-4o-mini:org:custom:abc")
     result = warehouse.cli("run", str(job), "--max-cost-usd", "1", expect=3)
-    assert "no price for model(s) my-finetune" in result.output
+    assert "no price for model(s) ft:gpt-4o-mini:org:custom:abc" in result.output
     prices = tmp_path / "prices.json"
-    prices.write_text('{"models": {"my-finetune": {"input": 1.0, "output": 2.0}}}')
+    prices.write_text('{"models": {"ft:gpt-4o-mini:org:custom:abc": {"input": 1.0, "output": 2.0}}}')
     warehouse.cli("run", str(job), "--max-cost-usd", "1", "--prices", str(prices), "--wait", "--poll-interval", "0.05")
 
 

@@ -16,6 +16,8 @@ LEGAL = {
     (S.UPLOADED, S.CREATING), (S.CREATING, S.CREATING), (S.CREATING, S.SUBMITTED),
     (S.WRITTEN, S.COLLECTED), (S.UPLOADING, S.COLLECTED), (S.UPLOADED, S.COLLECTED),
     (S.CREATING, S.COLLECTED), (S.SUBMITTED, S.COLLECTED),
+    # Deferred by provider trouble: back in line to be created again, or uploaded again (file gone).
+    (S.CREATING, S.UPLOADED), (S.SUBMITTED, S.UPLOADED), (S.CREATING, S.WRITTEN), (S.SUBMITTED, S.WRITTEN),
 }
 
 

@@ -95,6 +95,14 @@ def _job_options(fn: Callable) -> Callable:
                      help="Per model: submit shards only while estimated enqueued tokens stay under this."),
         click.option("--no-cache", "cache", flag_value=False, default=None,
                      help="Send fresh requests even where an identical request was answered before."),
+        click.option("--provider", help="Batch provider: openai (default) or azure (Azure OpenAI global batch)."),
+        click.option("--price-model", help="The priced model behind --model (Azure: model is the deployment name)."),
+        click.option("--enqueued-token-quota", type=int,
+                     help="The provider's enqueued-token quota per model, if known (else learned from refusals)."),
+        click.option("--input-expires-after", help="Uploaded shard files expire after this (seconds or 14d; default 14d)."),
+        click.option("--output-expires-after", help="Result files expire after this (seconds or 14d; default 14d)."),
+        click.option("--keep-input-files", "delete_input_files", flag_value=False, default=None,
+                     help="Keep uploaded shard files at the provider after their results are loaded."),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -423,7 +431,7 @@ def cancel(job_name: str, db: str, **kw: Any) -> None:
 @click.option("--no-auth", "require_auth", flag_value=False, default=True, help="Serve /v1 without an API key.")
 @click.option("--models", "supported_models", default=None, metavar="A,B",
               help="Models the Batch API accepts (dated snapshots and ft: fine-tunes too); '@openai' = OpenAI's "
-                   "batch models. Default: any.")
+                   "batch models, '*' = any. Default: @openai.")
 @click.option("--enqueued-token-limit", type=int, default=None, help="Enqueued-token quota per model (default: none).")
 @click.option("--token-limit-style", type=click.Choice(["async", "fail-fast"]), default="async", show_default=True,
               help="Over quota: the batch fails later (async) or create answers HTTP 400 (fail-fast).")

@@ -51,10 +51,13 @@ class ProviderError(WarehouseBatchError):
 
     exit_code = 4
 
-    def __init__(self, message: str, *, transient: bool = False, status_code: int | None = None):
+    def __init__(self, message: str, *, transient: bool = False, status_code: int | None = None,
+                 code: str | None = None, detail: str | None = None):
         super().__init__(message)
         self.transient = transient
         self.status_code = status_code  # the provider's HTTP status, when it answered
+        self.code = code  # the provider's error code (e.g. token_limit_exceeded), when it gave one
+        self.detail = detail  # the provider's own message, for `retries.create_refusal`
 
     @property
     def gone(self) -> bool:

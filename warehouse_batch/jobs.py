@@ -25,9 +25,17 @@ import yaml
 from warehouse_batch import endpoints
 from warehouse_batch.errors import JobError
 
-#: What OpenAI allows per batch input file; jobs may only lower these.
+#: What OpenAI allows per batch input file; jobs may only lower these. "200 MB" is not defined
+#: further, so 200,000,000 bytes (the smaller reading) is the safe limit. Azure allows 100,000
+#: requests per file (its provider raises the default; `providers.check_job`).
 MAX_REQUESTS_PER_SHARD = 50_000
-MAX_BYTES_PER_SHARD = 200 * 1024 * 1024
+MAX_REQUESTS_PER_SHARD_ANY = 100_000
+MAX_BYTES_PER_SHARD = 200_000_000
+_OLD_MAX_BYTES_PER_SHARD = 200 * 1024 * 1024
+#: Expiry of uploaded input files and of result files: 14 days, the shortest Azure accepts, well
+#: beyond the 24 h window (and what lets Azure hold 10,000 input files instead of 500).
+DEFAULT_FILE_EXPIRY = 14 * 86400
+MIN_FILE_EXPIRY, MAX_FILE_EXPIRY = 3600, 30 * 86400
 #: Batch metadata keys warehouse_batch sets itself (to find its batches again after a crash).
 METADATA_JOB_KEY = "warehouse_batch_job"
 METADATA_SHARD_KEY = "warehouse_batch_shard"
@@ -53,7 +61,7 @@ class Job:
     table: str | None = None
     completion_window: str = "24h"
     metadata: dict[str, str] = field(default_factory=dict)
-    max_requests_per_shard: int = MAX_REQUESTS_PER_SHARD
+    max_requests_per_shard: int | None = None  # None: the provider's limit (OpenAI 50,000, Azure 100,000)
     max_bytes_per_shard: int = MAX_BYTES_PER_SHARD
     output_schema: Any = None  # SQL column list, JSON Schema (dict or .json path) or "module:PydanticModel"
     max_attempts: int = 3  # sends per request, retries included
@@ -61,11 +69,22 @@ class Job:
     max_requests: int | None = None  # refuse a run that would send more requests
     max_enqueued_tokens: int | None = None  # per model: submit shards only while enqueued tokens stay under this
     cache: bool = True  # reuse answers to identical requests (False: always send fresh requests)
+    provider: str = "openai"  # openai | azure (providers.PROVIDERS)
+    price_model: str | None = None  # the priced model behind `model` (Azure: model is the deployment name)
+    # The provider's enqueued-token quota per model, when known: shards are cut to fit it and sent as
+    # it frees. Without it, the quota a refusal states is learned. max_enqueued_tokens stays a cap.
+    enqueued_token_quota: int | None = None
+    input_expires_after: int = DEFAULT_FILE_EXPIRY  # seconds; uploaded shard files expire at the provider
+    output_expires_after: int = DEFAULT_FILE_EXPIRY  # seconds; result files expire (downloaded at once)
+    delete_input_files: bool = True  # delete a shard's uploaded file once its batch is loaded
     description: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.query, str):  # frozen: the one place a job's query is normalised
             object.__setattr__(self, "query", normalise_query(self.query))
+        for key in ("input_expires_after", "output_expires_after"):  # "14d" from Python too
+            if isinstance(getattr(self, key), str):
+                object.__setattr__(self, key, _as_seconds(key, getattr(self, key)))
         _validate(self)
 
     @property
@@ -119,16 +138,23 @@ class Job:
         if "name" not in merged:
             raise JobError("the job has no name: add '-- name: my_job' to the header, or pass name=...")
         for int_key in ("max_requests_per_shard", "max_bytes_per_shard", "max_attempts", "max_requests",
-                        "max_enqueued_tokens"):
+                        "max_enqueued_tokens", "enqueued_token_quota"):
             if merged.get(int_key) is not None:
                 merged[int_key] = _as_int(int_key, merged[int_key])
+        if merged.get("max_bytes_per_shard") is not None and \
+                MAX_BYTES_PER_SHARD < merged["max_bytes_per_shard"] <= _OLD_MAX_BYTES_PER_SHARD:
+            merged["max_bytes_per_shard"] = MAX_BYTES_PER_SHARD  # jobs stored by 0.1 (200 MiB) still load
+        for key in ("input_expires_after", "output_expires_after"):
+            if merged.get(key) is not None:
+                merged[key] = _as_seconds(key, merged[key])
         if merged.get("max_cost_usd") is not None:
             try:
                 merged["max_cost_usd"] = float(merged["max_cost_usd"])
             except (TypeError, ValueError):
                 raise JobError(f"option 'max_cost_usd' must be a number, got {merged['max_cost_usd']!r}") from None
-        if isinstance(merged.get("cache"), str):
-            merged["cache"] = merged["cache"].strip().lower() not in ("false", "no", "0", "off")
+        for bool_key in ("cache", "delete_input_files"):
+            if isinstance(merged.get(bool_key), str):
+                merged[bool_key] = merged[bool_key].strip().lower() not in ("false", "no", "0", "off")
         metadata = merged.get("metadata")
         if metadata is not None and not isinstance(metadata, dict):
             raise JobError(f"option 'metadata' must be a mapping of strings, got {metadata!r}")
@@ -194,6 +220,16 @@ def _as_int(key: str, value: Any) -> int:
         raise JobError(f"option '{key}' must be an integer, got {value!r}") from None
 
 
+def _as_seconds(key: str, value: Any) -> int:
+    """Seconds from an integer or a duration like `14d`, `36h`, `90m`."""
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*(\d+)\s*([dhms]?)\s*", value.lower())
+        if not match:
+            raise JobError(f"option '{key}' must be seconds or a duration like 14d or 36h, got {value!r}")
+        return int(match.group(1)) * {"d": 86400, "h": 3600, "m": 60, "s": 1, "": 1}[match.group(2)]
+    return _as_int(key, value)
+
+
 def _validate(job: Job) -> None:
     if not isinstance(job.name, str) or not _NAME_RE.match(job.name):
         raise JobError(
@@ -219,8 +255,9 @@ def _validate(job: Job) -> None:
             json.dumps(value)
         except (TypeError, ValueError):
             raise JobError(f"param {key!r} must be a JSON value, got {value!r}") from None
-    if not 1 <= job.max_requests_per_shard <= MAX_REQUESTS_PER_SHARD:
-        raise JobError(f"max_requests_per_shard must be between 1 and {MAX_REQUESTS_PER_SHARD}, got {job.max_requests_per_shard}")
+    if job.max_requests_per_shard is not None and not 1 <= job.max_requests_per_shard <= MAX_REQUESTS_PER_SHARD_ANY:
+        raise JobError(f"max_requests_per_shard must be between 1 and {MAX_REQUESTS_PER_SHARD_ANY:,} (the provider's "
+                       f"limit: OpenAI {MAX_REQUESTS_PER_SHARD:,}), got {job.max_requests_per_shard}")
     if not 1024 <= job.max_bytes_per_shard <= MAX_BYTES_PER_SHARD:
         raise JobError(f"max_bytes_per_shard must be between 1024 and {MAX_BYTES_PER_SHARD}, got {job.max_bytes_per_shard}")
     if job.max_attempts < 1:
@@ -229,6 +266,18 @@ def _validate(job: Job) -> None:
         raise JobError(f"max_requests must be 0 or more, got {job.max_requests}")
     if job.max_enqueued_tokens is not None and job.max_enqueued_tokens < 1:
         raise JobError(f"max_enqueued_tokens must be at least 1, got {job.max_enqueued_tokens}")
+    if job.enqueued_token_quota is not None and job.enqueued_token_quota < 1:
+        raise JobError(f"enqueued_token_quota must be at least 1, got {job.enqueued_token_quota}")
+    for key in ("input_expires_after", "output_expires_after"):
+        seconds = getattr(job, key)
+        if not MIN_FILE_EXPIRY <= seconds <= MAX_FILE_EXPIRY:
+            raise JobError(f"option '{key}' must be between 1h and 30d ({MIN_FILE_EXPIRY:,}–{MAX_FILE_EXPIRY:,} "
+                           f"seconds), got {seconds:,}")
+    if job.price_model is not None and (not isinstance(job.price_model, str) or not job.price_model.strip()):
+        raise JobError(f"option 'price_model' must be a model name like gpt-4o-mini, got {job.price_model!r}")
+    from warehouse_batch.providers import check_job  # providers import this module
+
+    check_job(job)
     if job.max_cost_usd is not None and job.max_cost_usd < 0:
         raise JobError(f"max_cost_usd must be 0 or more, got {job.max_cost_usd}")
     if len(job.metadata) > 14:

@@ -6,17 +6,22 @@ other module writes them. A shard's state is declared once (`ShardState`) and ch
 move instead of silently overwriting what another step recorded.
 
     written ──▶ uploading ──▶ uploaded ──▶ creating ──▶ submitted ──▶ collected
-       └───────────┴─────────────┴────────────┴──── (cancelled / lost) ──▶ collected
+       ▲ └───────────┴─────────────┴────────▲───┴──── (cancelled / lost / split) ──▶ collected
+       └──────────── deferred ───────────────┴── creating, submitted (provider trouble)
 
 The `*ing` states are intents, committed before the side effect at the provider and reconciled
 after a crash (a file by its name, a batch by its metadata tag).
+
+Provider trouble (a quota refusal, a spurious "Cannot find file", a batch that failed before
+running anything) is scheduling: `defer` puts the shard back to `uploaded` (or `written` when its
+file is really gone) with a `not_before`, and leaves its requests' attempts alone.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from enum import Enum
 from typing import Any
 
@@ -50,9 +55,11 @@ S = ShardState
 #: Allowed predecessors of each state. Re-announcing an intent (uploading → uploading) is how a
 #: resumed run retries a side effect the provider never saw.
 _FROM: dict[ShardState, tuple[ShardState, ...]] = {
-    S.WRITTEN: (),
+    # Deferred back to `written`: the provider lost the input file, so it is uploaded again.
+    S.WRITTEN: (S.CREATING, S.SUBMITTED),
     S.UPLOADING: (S.WRITTEN, S.UPLOADING),
-    S.UPLOADED: (S.UPLOADING,),
+    # Deferred back to `uploaded`: refused for quota, or a batch that ran nothing; created again later.
+    S.UPLOADED: (S.UPLOADING, S.CREATING, S.SUBMITTED),
     S.CREATING: (S.UPLOADED, S.CREATING),
     S.SUBMITTED: (S.CREATING,),
     S.COLLECTED: (S.WRITTEN, S.UPLOADING, S.UPLOADED, S.CREATING, S.SUBMITTED),
@@ -110,6 +117,23 @@ class Ledger:
 
     def job_error(self, job_name: str) -> str | None:
         return self.warehouse.scalar(f"SELECT last_error FROM {SCHEMA}.jobs WHERE name = ?", [job_name])
+
+    def alias_prices(self, jobs: Iterable[Job] | None = None) -> None:
+        """Price each job's `model` like its `price_model` (Azure: a deployment name is priced like the
+        model deployed), so estimates, cost guards and the spend views work. The prices table is a
+        cache rebuilt at start, so this runs after every load, for the stored jobs and the one at hand."""
+        if jobs is None:
+            jobs = [Job.from_options(json.loads(d)) for (d,) in self.warehouse.execute(
+                f"SELECT definition FROM {SCHEMA}.jobs WHERE json_extract_string(definition, '$.price_model') "
+                "IS NOT NULL").fetchall()]
+        for job in jobs:
+            if not job.price_model or not job.model or job.model == job.price_model:
+                continue
+            self.warehouse.execute(
+                f"""INSERT OR REPLACE INTO {SCHEMA}.prices
+                    SELECT ?, input_per_1m, cached_input_per_1m, output_per_1m, batch_discount FROM {SCHEMA}.prices
+                    WHERE starts_with(?, model) ORDER BY length(model) DESC LIMIT 1""",
+                [job.model, job.price_model])
 
     # -- runs and rows -----------------------------------------------------------------------
     def stage_counts(self, stage: str) -> tuple[int, int, int]:
@@ -274,6 +298,7 @@ class Ledger:
         allowed = _FROM[to]
         if to in (S.UPLOADING, S.CREATING):
             values.setdefault("intent_at", _now())
+            values.setdefault("not_before", None)
         if to is S.SUBMITTED:
             values.setdefault("submitted_at", _now())
         if to is S.COLLECTED:
@@ -290,6 +315,79 @@ class Ledger:
                 f"shard {shard_id} cannot move to {to} from {now or 'nowhere (no such shard)'}; another process may "
                 "be working on this job. Check `warehouse-batch status` and run the command again"
             )
+
+    def defer(self, shard_id: str, to: ShardState, *, reason: str, delay: float, count: bool = True) -> None:
+        """Put a shard back in line (`uploaded`, or `written` to upload again) for `delay` seconds:
+        what the provider said of its last batch is cleared, its requests (and their attempts) stay.
+        `count`: the deferral counts towards the give-up limit of transient trouble. Deferring to
+        `creating` (an ambiguous create) keeps the intent, so the batch is looked for before another."""
+        not_before = _now() + timedelta(seconds=max(delay, 0.0))
+        if to is S.CREATING:
+            self.move(shard_id, to, not_before=not_before, deferred_reason=reason)
+        else:
+            self.move(shard_id, to, batch_id=None, status=None, errors=None, output_file_id=None, error_file_id=None,
+                      total_count=None, completed_count=None, failed_count=None, polled_at=None, finished_at=None,
+                      not_before=not_before, deferred_reason=reason, **({"file_id": None} if to is S.WRITTEN else {}))
+        if count:
+            self.warehouse.execute(
+                f"UPDATE {SCHEMA}.batches SET deferrals = coalesce(deferrals, 0) + 1 WHERE shard_id = ?", [shard_id])
+
+    def deferred(self, job_name: str | None) -> int:
+        """Shards waiting to be sent again after provider trouble (quota, a spurious failure)."""
+        params: list[Any] = []
+        where = ""
+        if job_name is not None:
+            where, params = " AND job_name = ?", [job_name]
+        states = ", ".join(sql_literal(str(s)) for s in UNSENT)
+        return int(self.warehouse.scalar(
+            f"SELECT count(*) FROM {SCHEMA}.batches WHERE state IN ({states}) AND deferred_reason IS NOT NULL{where}",
+            params) or 0)
+
+    def learn_quota(self, location: str, model: str, tokens: int) -> None:
+        """Remember the enqueued-token quota a refusal stated (the latest refusal wins)."""
+        self.warehouse.execute(
+            f"INSERT INTO {SCHEMA}.quotas (location, model, enqueued_tokens) VALUES (?, ?, ?) "
+            "ON CONFLICT (location, model) DO UPDATE SET enqueued_tokens = excluded.enqueued_tokens, "
+            "learned_at = now()", [location, model, max(int(tokens), 1)])
+
+    def quotas(self, location: str) -> dict[str, int]:
+        return {r["model"]: int(r["enqueued_tokens"]) for r in self.warehouse.rows(
+            f"SELECT model, enqueued_tokens FROM {SCHEMA}.quotas WHERE location = ?", [location])}
+
+    def input_files_to_delete(self, job_name: str | None) -> list[Shard]:
+        """Collected shards whose uploaded input file is still at the provider."""
+        params: list[Any] = []
+        where = ""
+        if job_name is not None:
+            where, params = " AND job_name = ?", [job_name]
+        return self.warehouse.rows(
+            f"SELECT * FROM {SCHEMA}.batches WHERE state = 'collected' AND file_id IS NOT NULL "
+            f"AND input_deleted_at IS NULL{where} ORDER BY shard_id", params)
+
+    def input_deleted(self, shard_id: str) -> None:
+        self.warehouse.execute(f"UPDATE {SCHEMA}.batches SET input_deleted_at = ? WHERE shard_id = ?", [_now(), shard_id])
+
+    def split(self, parent: Shard, children: list[Any], assignment: dict[str, str]) -> None:
+        """Replace an unsent (or quota-refused) shard by smaller ones, in one transaction: the children
+        are recorded `written`, the requests point at them (attempts unchanged), the parent is closed."""
+        with self.warehouse.transaction():
+            for f in children:
+                self.warehouse.execute(
+                    f"INSERT INTO {SCHEMA}.batches (shard_id, job_name, run_id, endpoint, model, path, line_count, "
+                    "byte_count, sha256, est_tokens, state, parent_shard_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [f.shard_id, parent["job_name"], parent["run_id"], f.endpoint, f.model, str(f.path), f.line_count,
+                     f.byte_count, f.sha256, f.tokens, str(S.WRITTEN), parent["shard_id"]],
+                )
+            self.warehouse.executemany(
+                f"UPDATE {SCHEMA}.requests SET shard_id = ? WHERE request_hash = ? AND shard_id = ?",
+                [[child, request_hash, parent["shard_id"]] for request_hash, child in assignment.items()])
+            self.move(parent["shard_id"], S.COLLECTED, status="split")
+
+    def request_tokens(self, shard_id: str) -> dict[str, int]:
+        """Estimated tokens (input + output) of each request of a shard."""
+        return {r[0]: int(r[1] or 0) for r in self.warehouse.execute(
+            f"SELECT request_hash, est_input_tokens + coalesce(est_output_tokens, 0) FROM {SCHEMA}.requests "
+            "WHERE shard_id = ?", [shard_id]).fetchall()}
 
     def update_status(self, shard_id: str, info: BatchInfo) -> None:
         """What the provider says of a submitted shard's batch (its state does not change)."""

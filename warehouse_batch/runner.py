@@ -95,36 +95,46 @@ class Runner:
             self._provider_settings = provider or ProviderSettings()
         else:
             self._provider, self._provider_settings = provider, ProviderSettings()
+        self._providers: dict[str, BatchProvider] = {}  # per job `provider` option, made on first use
         self.reporter = reporter or NullReporter()
         #: False: shards are written and recorded but not sent (dbt's `submit: false`, CI builds).
         self.submit_enabled = submit
-        self.batches = Batches(self.ledger, lambda: self.provider, self.reporter, self.ledger.job,
+        self.batches = Batches(self.ledger, self.provider_named, self.reporter, self.ledger.job,
                                work_dir=warehouse.work_dir, concurrency=concurrency)
         if not warehouse.read_only:
             cost.load_prices(warehouse, prices)
+            self.ledger.alias_prices()
         #: Per job: the error of its last failed step in this process (see `collect`).
         self.failures: dict[str, WarehouseBatchError] = {}
 
     @property
     def provider(self) -> BatchProvider:
-        # Created on first use, so plan/status never need an API key.
-        if self._provider is None:
-            self._provider = self._provider_settings.make()
-        return self._provider
+        return self.provider_named(None)
+
+    def provider_named(self, name: str | None) -> BatchProvider:
+        """The provider a job names (None: the settings' own); created on first use, so plan/status
+        never need an API key. A provider object given to the Runner serves every job."""
+        if self._provider is not None:
+            return self._provider
+        name = name or self._provider_settings.name
+        if name not in self._providers:
+            self._providers[name] = self._provider_settings.named(name).make()
+        return self._providers[name]
 
     # -- plan ------------------------------------------------------------------------------
     def plan(self, job: Job) -> Report:
         """Dry run: compile and validate, count what would be sent. Writes nothing that stays."""
         publish.check_target(self.warehouse, self.ledger, job)
+        self.ledger.alias_prices([job])
         self.reporter.step("planning rows")
         stage = compiler.compile_job(self.warehouse, job, nonce=None if job.cache else "dry-run")
         try:
+            self._check_request_limits(stage)
             counts, _ = self._stage_counts(stage)
             with temp_table(self.warehouse, shards.PLAN):
-                counts.shards = shards.plan_shards(
-                    self.warehouse, self.ledger.stage_todo_sql(stage.table, job.endpoint),
-                    max_lines=job.max_requests_per_shard, max_bytes=job.max_bytes_per_shard,
-                    max_tokens=job.max_enqueued_tokens,
+                counts.shards = shards.plan_job(
+                    self.warehouse, job, self.ledger.stage_todo_sql(stage.table, job.endpoint), rows=stage.table,
+                    columns=stage.columns, max_tokens=self.batches.shard_token_cap(job),
                 )
         finally:
             compiler.drop_stage(self.warehouse, job)
@@ -142,15 +152,17 @@ class Runner:
         # cache: false salts every hash with the run id, so the run matches nothing before it; resuming
         # an unfinished uncached run re-uses its salt, so what it already sent is not sent again.
         run_id = (None if job.cache else self.ledger.open_uncached_run(job.name)) or _new_run_id()
+        self.ledger.alias_prices([job])
         self.reporter.step("planning rows")
         stage = compiler.compile_job(self.warehouse, job, nonce=None if job.cache else run_id)
         try:
+            self._check_request_limits(stage)
             counts, estimate = self._stage_counts(stage)
             cost.check_limits(job, estimate)
             warnings = self._stale_requests_warning(job, stage)
             self._check_token_budget(stage)
             if counts.to_submit and self.submit_enabled:
-                self.provider  # a missing API key or bad URL is reported before any shard is written
+                self.provider_named(job.provider)  # a missing key or bad URL is reported before any shard is written
             self.ledger.begin_run(job, run_id, stage.table, counts.__dict__)
             self._succeeded(job.name)  # a new run supersedes the last one's error
         finally:
@@ -234,22 +246,25 @@ class Runner:
         if problems:
             raise ValidationError(problems)
 
+    def _check_request_limits(self, stage: compiler.Stage) -> None:
+        problems = shards.check_request_limits(self.warehouse, stage.job, stage.table, stage.columns)
+        if problems:
+            raise ValidationError(problems)
+
     def _shard(self, job: Job, run_id: str, todo_sql: str, *, replace_results: bool = False) -> list[shards.ShardFile]:
         """Write shard files for the requests `todo_sql` selects, then record them in one transaction.
 
         Lines are built again from the job's rows table (bodies are never stored)."""
         with temp_table(self.warehouse, shards.PLAN) as plan:
-            count = shards.plan_shards(
-                self.warehouse, todo_sql, max_lines=job.max_requests_per_shard, max_bytes=job.max_bytes_per_shard,
-                max_tokens=job.max_enqueued_tokens,
-            )
+            rows = rows_table(job.name)
+            columns = {r[0]: r[1] for r in self.warehouse.execute(f"DESCRIBE {rows}").fetchall()
+                       if not r[0].startswith("__wb_")}
+            count = shards.plan_job(self.warehouse, job, todo_sql, rows=rows, columns=columns,
+                                    max_tokens=self.batches.shard_token_cap(job))
             if count == 0:
                 return []
             prefix = f"{job.name}-{run_id}-"
             ids = {n: f"{prefix}{n:04d}" for n in range(1, count + 1)}
-            rows = rows_table(job.name)
-            columns = {r[0]: r[1] for r in self.warehouse.execute(f"DESCRIBE {rows}").fetchall()
-                       if not r[0].startswith("__wb_")}
             body = bodies.build(job, columns).body
             total = self.warehouse.scalar(f"SELECT count(*) FROM {plan.name}")
             self.reporter.step("writing shards", total)
@@ -320,7 +335,9 @@ class Runner:
         while True:
             names = self._job_names(job_name)
             self.collect(job_name, always_publish=False, publish_tables=publish_tables)
-            live = {n for n in names if self.ledger.progress(n)["live_batches"]}
+            # Shards deferred by provider trouble (quota, a spurious failure) are still to come.
+            live = {n for n in names if self.ledger.progress(n)["live_batches"]
+                    or (self.submit_enabled and self.ledger.deferred(n))}
             failed = {n: e for n, e in self.failures.items() if n in names}
             outage = {n for n, e in failed.items() if e.transient}
             # A job that fails for a reason of its own stops being waited for; an outage is waited out.
@@ -336,6 +353,8 @@ class Runner:
             if deadline is not None and time.monotonic() + interval > deadline:
                 timed_out = True
                 break
+            # At least as long as the providers ask between status checks (Azure: 60 s).
+            interval = max(interval, self.batches.min_poll_interval(live or names))
             with self.warehouse.released():  # readers and other writers get in while we sleep
                 time.sleep(interval)
             interval = min(interval * 1.5, max_interval)

@@ -9,10 +9,12 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -34,26 +36,38 @@ class ShardFile:
     line_count: int
     byte_count: int
     sha256: str
+    tokens: int | None = None  # estimated enqueued tokens (set when a shard is split)
 
 
-def plan_shards(warehouse: Warehouse, todo_sql: str, *, max_lines: int, max_bytes: int, max_tokens: int | None = None) -> int:
+def plan_shards(warehouse: Warehouse, todo_sql: str, *, max_lines: int, max_bytes: int, max_tokens: int | None = None,
+                max_inputs: int | None = None, inputs_sql: str | None = None) -> int:
     """Give every request of `todo_sql` (request_hash, endpoint, model, line_bytes, tokens) a shard and a line.
 
     Files never mix endpoints or models. Within one (endpoint, model), requests are cut into chunks
     of `max_lines`, and chunks over `max_bytes` are cut again on cumulative size: a slice of
     `max_bytes - largest line` bytes can overshoot by at most one line, so no file exceeds the limit.
     With `max_tokens`, slices are cut once more the same way on estimated tokens, so that every
-    shard fits the enqueued-token budget on its own. Returns the number of shards.
+    shard fits the enqueued-token budget on its own; with `max_inputs` (embeddings: inputs across
+    all requests of a batch) once more on the input counts `inputs_sql` gives (request_hash, inputs).
+    Returns the number of shards.
     """
     token_slice = "0" if max_tokens is None else (
         "sum(tokens) OVER (PARTITION BY endpoint, model, chunk, slice ORDER BY request_hash "
         f"ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) // greatest({int(max_tokens)} - heaviest, 1)"
     )
+    cut_inputs = max_inputs is not None and inputs_sql is not None
+    input_slice = "0" if not cut_inputs else (
+        "sum(inputs) OVER (PARTITION BY endpoint, model, chunk, slice, tslice ORDER BY request_hash "
+        f"ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) // greatest({int(max_inputs or 0)} - most_inputs, 1)"
+    )
+    with_inputs = (f"SELECT t.*, coalesce(i.inputs, 1) AS inputs FROM ({todo_sql}) AS t "
+                   f"LEFT JOIN ({inputs_sql}) AS i USING (request_hash)") if cut_inputs else \
+        f"SELECT *, 1 AS inputs FROM ({todo_sql})"
     warehouse.execute(f"DROP TABLE IF EXISTS temp.{PLAN}")
     warehouse.execute(
         f"""
         CREATE TEMP TABLE {PLAN} AS
-        WITH todo AS ({todo_sql}),
+        WITH todo AS ({with_inputs}),
         chunked AS (
             SELECT *, (row_number() OVER (PARTITION BY endpoint, model ORDER BY request_hash) - 1) // {int(max_lines)} AS chunk,
                    max(line_bytes) OVER (PARTITION BY endpoint, model) AS widest
@@ -63,18 +77,76 @@ def plan_shards(warehouse: Warehouse, todo_sql: str, *, max_lines: int, max_byte
             SELECT *, sum(line_bytes) OVER (PARTITION BY endpoint, model, chunk ORDER BY request_hash
                                             ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
                       // greatest({int(max_bytes)} - widest, 1) AS slice,
-                   max(tokens) OVER (PARTITION BY endpoint, model) AS heaviest
+                   max(tokens) OVER (PARTITION BY endpoint, model) AS heaviest,
+                   max(inputs) OVER (PARTITION BY endpoint, model) AS most_inputs
             FROM chunked
         ),
         budgeted AS (
             SELECT *, {token_slice} AS tslice FROM sliced
+        ),
+        counted AS (
+            SELECT *, {input_slice} AS islice FROM budgeted
         )
         SELECT request_hash, endpoint, model, line_bytes, tokens,
-               dense_rank() OVER (ORDER BY endpoint, model, chunk, slice, tslice) AS shard_no
-        FROM budgeted
+               dense_rank() OVER (ORDER BY endpoint, model, chunk, slice, tslice, islice) AS shard_no
+        FROM counted
         """
     )
     return int(warehouse.scalar(f"SELECT coalesce(max(shard_no), 0) FROM {PLAN}"))
+
+
+def input_count_sql(input_column: str | None, column_type: str | None) -> str:
+    """SQL counting the inputs of one request (embeddings take a text or a list of texts / token
+    lists) from a row aliased `q`: its `input` column, or `input` inside a `body` column."""
+    if input_column == "body":
+        value = "json(q.body)->'input'"
+        return (f"CASE WHEN json_type({value}) = 'ARRAY' AND json_type({value}->0) IN ('VARCHAR', 'ARRAY') "
+                f"THEN json_array_length({value}) ELSE 1 END")
+    if input_column is None or column_type is None:
+        return "1"
+    column = f"q.{input_column}"
+    kind = column_type.upper()
+    if kind.endswith("[][]") or kind in ("VARCHAR[]", "TEXT[]", "STRING[]"):
+        return f"coalesce(len({column}), 1)"
+    if kind == "JSON":
+        return (f"CASE WHEN json_type({column}) = 'ARRAY' AND json_type({column}->0) IN ('VARCHAR', 'ARRAY') "
+                f"THEN json_array_length({column}) ELSE 1 END")
+    return "1"
+
+
+def check_request_limits(warehouse: Warehouse, job: Any, table: str, columns: dict[str, str]) -> list[str]:
+    """Rows whose request breaks a per-request limit of the endpoint (embeddings: 2,048 inputs),
+    named by custom_id, so they are refused before anything is uploaded."""
+    from warehouse_batch import compile as compiler
+    from warehouse_batch import endpoints
+
+    endpoint = endpoints.get(job.endpoint)
+    if endpoint.max_inputs_per_request is None:
+        return []
+    column = next((c for c in (*endpoint.inputs, "body") if c in columns), None)
+    count = input_count_sql(column, columns.get(column or ""))
+    return compiler.offenders(
+        warehouse, f"{table} AS q", f"{count} > {endpoint.max_inputs_per_request}",
+        f"have more than {endpoint.max_inputs_per_request:,} inputs in one {job.endpoint} request (the API's limit); "
+        "split their input lists into several rows",
+    )
+
+
+def plan_job(warehouse: Warehouse, job: Any, todo_sql: str, *, rows: str, columns: dict[str, str],
+             max_tokens: int | None) -> int:
+    """`plan_shards` with every limit of the job's endpoint and provider (rows: the table holding the
+    job's query rows with `__wb_request_hash`; columns: its column types)."""
+    from warehouse_batch import endpoints
+    from warehouse_batch.providers import max_requests_per_file
+
+    endpoint = endpoints.get(job.endpoint)
+    inputs_sql = None
+    if endpoint.max_inputs_per_batch is not None:
+        column = next((c for c in (*endpoint.inputs, "body") if c in columns), None)
+        inputs_sql = (f"SELECT __wb_request_hash AS request_hash, max({input_count_sql(column, columns.get(column or ''))}) "
+                      f"AS inputs FROM {rows} AS q GROUP BY 1")
+    return plan_shards(warehouse, todo_sql, max_lines=max_requests_per_file(job), max_bytes=job.max_bytes_per_shard,
+                       max_tokens=max_tokens, max_inputs=endpoint.max_inputs_per_batch, inputs_sql=inputs_sql)
 
 
 def write_shards(
@@ -139,6 +211,62 @@ def write_shards(
                 "disk, then run the same command again (no shard was recorded, nothing was sent)"
             ) from None
         raise
+
+
+_CUSTOM_ID = re.compile(rb'^\{"custom_id":"([^"]+)"')
+
+
+def split_shard(path: Path, shard_id: str, tokens: dict[str, int], cap: int, *, endpoint: str,
+                model: str | None) -> tuple[list[ShardFile], dict[str, str]]:
+    """Cut a shard file into files of at most `cap` estimated tokens each (a line heavier than the
+    cap gets a file of its own), streaming line by line. Returns the files (`<shard_id>.<n>`) and
+    which file each request (custom_id) went to. Files are written atomically; nothing is recorded."""
+    children: list[ShardFile] = []
+    assignment: dict[str, str] = {}
+    current: _SplitFile | None = None
+    with open(path, "rb") as handle:
+        for line in handle:
+            match = _CUSTOM_ID.match(line)
+            if match is None:
+                continue
+            custom_id = match.group(1).decode()
+            weight = tokens.get(custom_id, 0)
+            if current is not None and current.lines and current.tokens + weight > cap:
+                children.append(current.finish())
+                current = None
+            if current is None:
+                number = len(children) + 1
+                current = _SplitFile(number, f"{shard_id}.{number}", path.parent, endpoint, model)
+            current.add(line, weight)
+            assignment[custom_id] = current.shard_id
+    if current is not None:
+        children.append(current.finish())
+    return children, assignment
+
+
+class _SplitFile:
+    def __init__(self, number: int, shard_id: str, directory: Path, endpoint: str, model: str | None):
+        self.number, self.shard_id, self.endpoint, self.model = number, shard_id, endpoint, model
+        self.path = directory / f"{shard_id}.jsonl"
+        self.tmp = directory / f"{shard_id}.jsonl.tmp"
+        self.handle = open(self.tmp, "wb")
+        self.digest = hashlib.sha256()
+        self.lines = self.bytes = self.tokens = 0
+
+    def add(self, line: bytes, weight: int) -> None:
+        self.handle.write(line)
+        self.digest.update(line)
+        self.lines += 1
+        self.bytes += len(line)
+        self.tokens += weight
+
+    def finish(self) -> ShardFile:
+        self.handle.flush()
+        os.fsync(self.handle.fileno())
+        self.handle.close()
+        os.replace(self.tmp, self.path)
+        return ShardFile(self.number, self.shard_id, self.endpoint, self.model, self.path, self.lines, self.bytes,
+                         self.digest.hexdigest(), self.tokens)
 
 
 def _mb(n: int) -> str:
@@ -208,4 +336,4 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-__all__ = ["ShardFile", "file_sha256", "plan_shards", "write_shards"]
+__all__ = ["ShardFile", "file_sha256", "input_count_sql", "plan_job", "plan_shards", "split_shard", "write_shards"]

@@ -1,7 +1,7 @@
 """Configuration of the emulator (all times are *emulated* seconds).
 
-Defaults are production's rules (authentication, 30-day output retention, embedding-input
-limits) as far as the project's own tests allow (the model allow-list is opt-in); faults that production shows only sometimes
+Defaults are production's rules (authentication, OpenAI's batch models only, 30-day output
+retention, embedding-input limits); faults that production shows only sometimes
 (quota refusals, spurious "Cannot find file") are off until a rate or limit is set.
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .flavors import FLAVORS
-from .models import expand
+from .models import OPENAI_PRESET, expand
 
 TOKEN_LIMIT_STYLES = ("async", "fail-fast")
 FILE_NOT_FOUND_STYLES = ("async", "sync")
@@ -33,9 +33,9 @@ class EmulatorConfig:
     # async: create succeeds, the batch fails with token_limit_exceeded (OpenAI, most Azure regions);
     # fail-fast: create answers HTTP 400 token_limit_exceeded (Azure's fail-fast regions).
     token_limit_style: str = "async"
-    # None = any model. Not OpenAI's list by default: jobs and tests name their own models
-    # ("my-finetune"); ("@openai",) selects OpenAI's batch models (models.OPENAI_MODELS).
-    supported_models: tuple[str, ...] | None = None
+    # OpenAI's batch models (models.OPENAI_MODELS, with their dated snapshots and fine-tunes), as
+    # production refuses others; ("*",) or None = any model (e.g. Azure deployments with own names).
+    supported_models: tuple[str, ...] | None = (OPENAI_PRESET,)
     # Fraction of batch creations (by hash of seed, file, attempt) told the existing input file
     # cannot be found, as production does right after uploads; the next attempt always passes.
     file_not_found_rate: float = 0.0

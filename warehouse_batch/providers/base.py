@@ -41,6 +41,21 @@ class BatchInfo:
         return self.status in TERMINAL_STATUSES
 
 
+@dataclass(frozen=True)
+class ProviderRules:
+    """What a provider accepts, as data: checked when a job is defined (at `plan`), before any spend."""
+
+    #: Batch endpoints it serves (None: every endpoint warehouse_batch knows).
+    endpoints: tuple[str, ...] | None = None
+    #: Why the others are refused, for the message.
+    endpoints_note: str = ""
+    max_requests_per_file: int = 50_000
+    #: Shortest `expires_after` / `output_expires_after` it accepts (seconds).
+    min_file_expiry: int = 3600
+    #: Seconds the provider asks to leave between status checks of a batch.
+    min_poll_interval: float = 0.0
+
+
 @runtime_checkable
 class BatchProvider(Protocol):
     """A batch service. Methods raise `errors.ProviderError` (with `transient` set by `retries`'
@@ -48,20 +63,28 @@ class BatchProvider(Protocol):
     adopt an existing batch after an ambiguous failure rather than create another."""
 
     name: str
+    rules: ProviderRules
+    #: Seconds to leave between two status checks of one batch (Azure asks for 60).
+    min_poll_interval: float
 
     @property
     def location(self) -> str:
         """Where the provider is (a base URL without credentials), for messages."""
 
-    def upload(self, path: Path, name: str) -> str:
-        """Make a shard file available to `create`; returns its input reference."""
+    def upload(self, path: Path, name: str, *, expires_after: int | None = None) -> str:
+        """Make a shard file available to `create` (expiring `expires_after` seconds after upload);
+        returns its input reference."""
+
+    def file_exists(self, ref: str) -> bool:
+        """Whether an uploaded input file is still there (after a "Cannot find file" refusal)."""
 
     def find_uploads(self, wanted: dict[str, int]) -> dict[str, str]:
         """Input references of earlier uploads among `wanted` (name → size): uploads whose reply was lost."""
 
     def create(self, *, input_ref: str, endpoint: str, completion_window: str, metadata: dict[str, str],
-               since: float) -> BatchInfo:
-        """Create the shard's batch exactly once (metadata names the shard)."""
+               since: float, output_expires_after: int | None = None) -> BatchInfo:
+        """Create the shard's batch exactly once (metadata names the shard). A refusal raises
+        ProviderError with the provider's `code` and `detail` (`retries.create_refusal` reads them)."""
 
     def find_batches(self, shard_ids: set[str], since: float) -> dict[str, BatchInfo]:
         """Our batches by shard tag, created since `since` (unix seconds)."""

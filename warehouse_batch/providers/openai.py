@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import time
+from datetime import datetime
 from collections.abc import Callable
 from urllib.parse import urlsplit, urlunsplit
 from pathlib import Path
@@ -21,39 +22,55 @@ import openai
 
 from warehouse_batch.errors import ConfigError, ProviderError
 from warehouse_batch.jobs import METADATA_SHARD_KEY
-from warehouse_batch.providers.base import BatchInfo
-from warehouse_batch.retries import is_transient_status
+from warehouse_batch.providers.base import BatchInfo, ProviderRules
+from warehouse_batch.retries import create_refusal, is_transient_status
 
 _TRANSIENT = (openai.APIConnectionError, openai.APITimeoutError)
+#: Overrides the provider's minimum interval between status checks (for emulators and tests).
+POLL_INTERVAL_ENV = "WAREHOUSE_BATCH_MIN_POLL_INTERVAL"
 
 
 def batch_info(batch: Any) -> BatchInfo:
-    """A BatchInfo from the SDK's Batch object (tolerant of compatible servers' gaps)."""
+    """A BatchInfo from the SDK's Batch object, tolerant of compatible servers' and Azure's gaps:
+    capitalised statuses, ISO-8601 times, `request_counts` with nulls, `output_file_id: ""`."""
     counts = batch.request_counts
     usage = getattr(batch, "usage", None)
     errors = []
-    if batch.errors is not None and batch.errors.data:
+    if batch.errors is not None and getattr(batch.errors, "data", None):
         errors = [{"code": e.code, "message": e.message, "param": e.param, "line": e.line} for e in batch.errors.data]
     return BatchInfo(
         id=batch.id,
         status=str(batch.status).lower(),  # Azure previews send "Validating"
-        created_at=batch.created_at,
+        created_at=unix_time(batch.created_at),
         output_file_id=batch.output_file_id or None,  # "" from some compatible servers
         error_file_id=batch.error_file_id or None,
         total=counts.total if counts else None,
         completed=counts.completed if counts else None,
         failed=counts.failed if counts else None,
         errors=errors,
-        input_tokens=usage.input_tokens if usage else None,
-        output_tokens=usage.output_tokens if usage else None,
+        input_tokens=getattr(usage, "input_tokens", None) if usage else None,
+        output_tokens=getattr(usage, "output_tokens", None) if usage else None,
         metadata=dict(batch.metadata or {}),
     )
+
+
+def unix_time(value: Any) -> int | None:
+    """Unix seconds from an int or an ISO-8601 string (Azure previews), None when unreadable."""
+    if value is None or isinstance(value, (int, float)):
+        return None if value is None else int(value)
+    try:
+        return int(datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp())
+    except ValueError:
+        return None
 
 
 class OpenAIBatchProvider:
     """Upload, create, poll, download and cancel batches. Methods raise ProviderError on failure."""
 
     name = "openai"
+    rules = ProviderRules()
+    #: How to fix a rejected key, in error messages.
+    key_hint = "check OPENAI_API_KEY"
 
     def __init__(
         self,
@@ -64,7 +81,23 @@ class OpenAIBatchProvider:
         max_retries: int = 3,
         sleep: Callable[[float], None] = time.sleep,
         reconcile_wait: float = 15.0,
+        min_poll_interval: float | None = None,
+        **options: Any,
     ):
+        self._client = self._make_client(base_url=base_url, api_key=api_key, timeout=timeout,
+                                         max_retries=max_retries, **options)
+        self._sleep = sleep
+        self.max_retries = max_retries
+        self.reconcile_wait = reconcile_wait
+        if min_poll_interval is None and os.environ.get(POLL_INTERVAL_ENV):
+            min_poll_interval = float(os.environ[POLL_INTERVAL_ENV])
+        #: Seconds between status checks of one batch (the provider's own unless set: emulators, tests).
+        self.min_poll_interval = self.rules.min_poll_interval if min_poll_interval is None else min_poll_interval
+
+    def _make_client(self, *, base_url: str | None, api_key: str | None, timeout: float, max_retries: int,
+                     **options: Any) -> openai.OpenAI:
+        if options:
+            raise ConfigError(f"the openai provider takes no option(s) {', '.join(sorted(options))}")
         api_key = api_key or os.environ.get("OPENAI_API_KEY")
         if not api_key:
             raise ConfigError(
@@ -74,15 +107,11 @@ class OpenAIBatchProvider:
         base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
         if base_url is not None:
             check_url(base_url)
-        self._client = openai.OpenAI(
-            api_key=api_key,
-            base_url=base_url,
-            timeout=timeout,
-            max_retries=max_retries,
-        )
-        self._sleep = sleep
-        self.max_retries = max_retries
-        self.reconcile_wait = reconcile_wait
+        return openai.OpenAI(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=max_retries)
+
+    def batch_endpoint(self, endpoint: str) -> str:
+        """The endpoint string `create` sends (Azure's samples drop the `/v1`)."""
+        return endpoint
 
     @property
     def base_url(self) -> str:
@@ -93,11 +122,25 @@ class OpenAIBatchProvider:
         return redact_url(self.base_url)
 
     # -- files -----------------------------------------------------------------------------
-    def upload(self, path: Path, filename: str) -> str:
-        """Upload a shard (purpose=batch) under `filename`; returns the file id."""
+    def upload(self, path: Path, filename: str, *, expires_after: int | None = None) -> str:
+        """Upload a shard (purpose=batch) under `filename`; returns the file id. With `expires_after`
+        the provider deletes it by itself (and Azure allows 10,000 such files instead of 500)."""
+        extra: dict[str, Any] = {}
+        if expires_after:
+            extra["expires_after"] = {"anchor": "created_at", "seconds": int(expires_after)}
         with open(path, "rb") as handle:
-            created = self._call("upload", lambda: self._client.files.create(file=(filename, handle), purpose="batch"))
+            created = self._call("upload", lambda: self._client.files.create(
+                file=(filename, handle), purpose="batch", **extra))
         return created.id
+
+    def file_exists(self, ref: str) -> bool:
+        try:
+            self._client.files.retrieve(ref)
+            return True
+        except openai.NotFoundError:
+            return False
+        except openai.OpenAIError as exc:
+            raise _provider_error("retrieve file", exc, self.location, self.key_hint) from None
 
     def find_uploads(self, wanted: dict[str, int]) -> dict[str, str]:
         """Uploaded batch files by name, among `wanted` (name → size): uploads whose reply was never recorded."""
@@ -127,19 +170,24 @@ class OpenAIBatchProvider:
 
     # -- batches ---------------------------------------------------------------------------
     def create(
-        self, *, input_ref: str, endpoint: str, completion_window: str, metadata: dict[str, str], since: float
+        self, *, input_ref: str, endpoint: str, completion_window: str, metadata: dict[str, str], since: float,
+        output_expires_after: int | None = None,
     ) -> BatchInfo:
         """Create a batch exactly once: after an ambiguous failure, adopt the batch if it exists."""
         client = self._client.with_options(max_retries=0)
         shard_id = metadata[METADATA_SHARD_KEY]
+        extra: dict[str, Any] = {}
+        if output_expires_after:
+            extra["output_expires_after"] = {"anchor": "created_at", "seconds": int(output_expires_after)}
         delay = 1.0
         for _ in range(self.max_retries + 3):
             try:
                 batch = client.batches.create(
                     input_file_id=input_ref,
-                    endpoint=endpoint,  # type: ignore[arg-type]
+                    endpoint=self.batch_endpoint(endpoint),  # type: ignore[arg-type]
                     completion_window=completion_window,  # type: ignore[arg-type]
                     metadata=metadata,
+                    **extra,
                 )
                 return batch_info(batch)
             except openai.RateLimitError as exc:  # refused, so certainly not created
@@ -153,10 +201,10 @@ class OpenAIBatchProvider:
                 if existing is not None:
                     return existing
             except openai.APIStatusError as exc:
-                raise _provider_error("create batch", exc, self.location) from None
+                raise _provider_error("create batch", exc, self.location, self.key_hint) from None
             self._sleep(wait)
             delay = min(delay * 2, 30.0)
-        raise _provider_error("create batch", last, self.location)
+        raise _provider_error("create batch", last, self.location, self.key_hint)
 
     def _reconcile(self, shard_id: str, since: float) -> BatchInfo | None:
         """Look for our batch a few times over `reconcile_wait` seconds before concluding it does not exist."""
@@ -183,7 +231,8 @@ class OpenAIBatchProvider:
                     found[tag] = batch_info(batch)
                     if len(found) == len(shard_ids):
                         break
-                if batch.created_at is not None and batch.created_at < since - 600:
+                created = unix_time(batch.created_at)
+                if created is not None and created < since - 600:
                     break  # nothing older can be ours
             return found
 
@@ -201,7 +250,7 @@ class OpenAIBatchProvider:
         except openai.NotFoundError:
             return  # already gone: the goal is reached
         except openai.OpenAIError as exc:
-            raise _provider_error("delete file", exc, self.location) from None
+            raise _provider_error("delete file", exc, self.location, self.key_hint) from None
 
     def cancel(self, batch_id: str) -> BatchInfo:
         try:
@@ -209,14 +258,14 @@ class OpenAIBatchProvider:
         except openai.ConflictError:  # already finished: nothing to cancel
             return self.retrieve(batch_id)
         except openai.OpenAIError as exc:
-            raise _provider_error("cancel batch", exc, self.location) from None
+            raise _provider_error("cancel batch", exc, self.location, self.key_hint) from None
 
     # -- helpers ---------------------------------------------------------------------------
     def _call(self, what: str, fn: Callable[[], Any]) -> Any:
         try:
             return fn()
         except openai.OpenAIError as exc:
-            raise _provider_error(what, exc, self.location) from None
+            raise _provider_error(what, exc, self.location, self.key_hint) from None
 
 
 def _retry_after(exc: openai.APIStatusError) -> float | None:
@@ -227,19 +276,32 @@ def _retry_after(exc: openai.APIStatusError) -> float | None:
         return None
 
 
-def _provider_error(what: str, exc: Exception, location: str) -> ProviderError:
+def _error_code(exc: Exception) -> str | None:
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        code = inner.get("code") if isinstance(inner, dict) else None
+        return str(code) if code else None
+    return getattr(exc, "code", None)
+
+
+def _provider_error(what: str, exc: Exception, location: str, key_hint: str = "check OPENAI_API_KEY") -> ProviderError:
     status = exc.status_code if isinstance(exc, openai.APIStatusError) else None
+    code = _error_code(exc)
     transient = isinstance(exc, _TRANSIENT) or is_transient_status(status)
     if isinstance(exc, openai.AuthenticationError):
-        return ProviderError(f"{what}: the provider rejected the API key (HTTP 401); check OPENAI_API_KEY")
+        return ProviderError(f"{what}: the provider rejected the API key (HTTP 401); {key_hint}", status_code=401)
     detail = getattr(exc, "message", None) or str(exc)
+    raw = detail
+    # Quota and spurious "Cannot find file" refusals at create are scheduling, not the job's fault.
+    transient = transient or create_refusal(status, code, detail) is not None
     if isinstance(exc, openai.APIConnectionError) and not isinstance(exc, openai.APITimeoutError):
         detail = f"cannot reach {location} ({detail.rstrip('.')}); check --base-url / $OPENAI_BASE_URL and the network"
     elif isinstance(exc, openai.APITimeoutError):
         detail = f"{location} did not answer in time"
     prefix = f"{what} failed" + (f" (HTTP {status})" if status else "")
     hint = "; re-run the same command to resume, nothing is sent twice" if transient else ""
-    return ProviderError(f"{prefix}: {detail}{hint}", transient=transient, status_code=status)
+    return ProviderError(f"{prefix}: {detail}{hint}", transient=transient, status_code=status, code=code, detail=raw)
 
 
 def redact_url(url: str) -> str:
