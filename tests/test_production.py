@@ -233,9 +233,9 @@ def test_azure_waits_a_minute_between_status_checks(monkeypatch: pytest.MonkeyPa
     monkeypatch.delenv("WAREHOUSE_BATCH_MIN_POLL_INTERVAL")
     from warehouse_batch.providers import AzureBatchProvider, OpenAIBatchProvider
 
-    azure = AzureBatchProvider(base_url="https://example.openai.azure.com", api_key="k")
+    azure = AzureBatchProvider(base_url="http://127.0.0.1:9", api_key="k")
     assert azure.min_poll_interval == 60 and OpenAIBatchProvider(api_key="k").min_poll_interval == 0
-    assert str(azure._client.base_url) == "https://example.openai.azure.com/openai/v1/"
+    assert str(azure._client.base_url) == "http://127.0.0.1:9/openai/v1/"
 
 
 class _FakeCredential:
