@@ -22,7 +22,14 @@ from rich.markup import escape
 from rich.table import Table
 
 from warehouse_batch import api
-from warehouse_batch.errors import JobsFailedError, RowsFailedError, StoppedError, TimedOutError, WarehouseBatchError
+from warehouse_batch.errors import (
+    JobsFailedError,
+    RowsFailedError,
+    StoppedError,
+    TimedOutError,
+    WarehouseBatchError,
+    is_interrupt,
+)
 from warehouse_batch.progress import NullReporter, RichReporter
 from warehouse_batch.runner import Report
 from warehouse_batch.warehouses import DEFAULT_LOCK_TIMEOUT
@@ -159,10 +166,6 @@ def _handle(fn: Callable[..., Any]) -> Callable[..., Any]:
         previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             return fn(*args, **kwargs)
-        except KeyboardInterrupt:
-            err.print("[bold red]stopped[/] (interrupted); what was recorded stays, run the same command to resume",
-                      highlight=False)
-            sys.exit(StoppedError.exit_code)
         except WarehouseBatchError as exc:
             # Scripts parse stdout: give them the error, not an empty string. Exit 5 comes after the
             # report was printed (its statuses say what failed): one JSON document, not two.
@@ -172,6 +175,12 @@ def _handle(fn: Callable[..., Any]) -> Callable[..., Any]:
             # escape: a custom_id or path in the message may contain [brackets] that rich would read as markup
             err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, markup=True, soft_wrap=True)
             sys.exit(exc.exit_code)
+        except BaseException as exc:
+            if not is_interrupt(exc):
+                raise
+            err.print("[bold red]stopped[/] (interrupted); what was recorded stays, run the same command to resume",
+                      highlight=False)
+            sys.exit(StoppedError.exit_code)
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)

@@ -93,3 +93,13 @@ class JobsFailedError(WarehouseBatchError):
     """Some jobs' steps failed (each recorded on its job); every other job was handled."""
 
     exit_code = 4
+
+
+def is_interrupt(exc: BaseException) -> bool:
+    """Ctrl-C / SIGTERM, however it surfaced. Inside a DuckDB query the signal handler's
+    KeyboardInterrupt is turned into DuckDB's own interrupt error (a RuntimeError "Query
+    interrupted" in the Python client), so both count."""
+    if isinstance(exc, (KeyboardInterrupt, StoppedError)):
+        return True
+    name = type(exc).__name__
+    return name == "InterruptException" or (isinstance(exc, RuntimeError) and "interrupted" in str(exc).lower())

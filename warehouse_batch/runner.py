@@ -20,7 +20,7 @@ from typing import Any
 from warehouse_batch import compile as compiler
 from warehouse_batch import bodies, cost, publish, shards
 from warehouse_batch.batches import Batches
-from warehouse_batch.errors import ProviderError, StoppedError, ValidationError, WarehouseBatchError
+from warehouse_batch.errors import ProviderError, StoppedError, ValidationError, WarehouseBatchError, is_interrupt
 from warehouse_batch.failpoints import failpoint
 from warehouse_batch.jobs import Job
 from warehouse_batch.ledger import Ledger
@@ -187,18 +187,20 @@ class Runner:
                 self.publish(job)
             if wait:
                 report = self.wait(job.name, poll_interval=poll_interval, timeout=timeout, publish_tables=publish_table)[0]
-        except (KeyboardInterrupt, StoppedError):
+        except WarehouseBatchError as exc:
+            self._failed(job.name, exc)
+            if publish_table:  # the rows exist: show them (pending) even though a step failed
+                self._publish_quietly(job)
+            raise
+        except BaseException as exc:
+            if not is_interrupt(exc):
+                raise
             if publish_table:
                 self._publish_quietly(job)
             raise StoppedError(
                 f"stopped; job {job.name}'s rows are recorded and its table shows what is in flight as pending. "
                 f"Run the same command again (or `warehouse-batch collect {job.name}`) to continue"
             ) from None
-        except WarehouseBatchError as exc:
-            self._failed(job.name, exc)
-            if publish_table:  # the rows exist: show them (pending) even though a step failed
-                self._publish_quietly(job)
-            raise
         final = self.job_report(job.name)
         final.run_id, final.counts, final.warnings = run_id, counts, warnings
         final.timed_out = bool(report and report.timed_out)
