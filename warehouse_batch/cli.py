@@ -443,11 +443,11 @@ def retry(job_name: str, db: str, wait: bool, poll_interval: float, timeout: flo
 
 
 @main.command()
-@click.argument("usd", type=float, required=False)
+@click.argument("amount", type=float, required=False)
 @click.option("--clear", is_flag=True, help="Remove the stored budget.")
 @_common
 @_handle
-def budget(usd: float | None, clear: bool, db: str, **kw: Any) -> None:
+def budget(amount: float | None, clear: bool, db: str, **kw: Any) -> None:
     """Show or set the warehouse's daily budget (USD per UTC day, all jobs) and today's spend.
 
     A run whose cost (expected, or the upper bound with --cost-guard upper_bound) plus today's
@@ -461,7 +461,7 @@ def budget(usd: float | None, clear: bool, db: str, **kw: Any) -> None:
       warehouse-batch budget --db reviews.duckdb        # today's spend and what is left
     """
     as_json = kw["as_json"]
-    info = api.budget(db, usd, clear=clear, **_settings(kw))
+    info = api.budget(db, amount, clear=clear, **_settings(kw))
     if as_json:
         click.echo(json.dumps(info, indent=2))
         return
