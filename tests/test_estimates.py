@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Warehouse, write_job
+from tests.test_schema import SENTIMENT_JSON
 from warehouse_batch import estimates, priors, sampling, tokens
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -250,15 +251,8 @@ def test_large_jobs_count_a_sample_with_an_error_bound(warehouse: Warehouse, tmp
 
 
 # -- priors ---------------------------------------------------------------------------------------
-SCHEMA = {
-    "type": "object",
-    "properties": {
-        "sentiment": {"type": "string", "enum": ["Positive", "Neutral", "Negative"]},
-        "confidence": {"type": "number", "minimum": 0, "maximum": 1},
-        "key_phrases": {"type": "array", "items": {"type": "string"}, "maxItems": 5},
-        "when": {"anyOf": [{"type": "null"}, {"type": "string", "format": "date"}]},
-    },
-}
+SCHEMA = {**SENTIMENT_JSON, "properties": {
+    **SENTIMENT_JSON["properties"], "when": {"anyOf": [{"type": "null"}, {"type": "string", "format": "date"}]}}}
 
 
 def test_typical_answer_of_a_schema() -> None:

@@ -238,9 +238,14 @@ class Runner:
         todo = self.ledger.stage_todo_sql(stage.table, stage.job.endpoint)
         e = estimates.estimate_stage(self.warehouse, stage.table, todo if only is None else only(todo), stage.job,
                                      stage.columns)
-        counts = Counts(stage.row_count, stage.request_count, cached, in_flight, to_submit if only is None else e.requests,
-                        0, e.input_tokens, e.input_method, e.output_expected, e.output_upper_bound, e.output_method,
-                        e.cost_usd_expected, e.cost_usd_upper_bound, e.output_upper_bound, e.cost_usd_upper_bound)
+        counts = Counts(
+            rows=stage.row_count, requests=stage.request_count, cached=cached, in_flight=in_flight,
+            to_submit=to_submit if only is None else e.requests, est_input_tokens=e.input_tokens,
+            input_tokens_method=e.input_method, est_output_tokens_expected=e.output_expected,
+            est_output_tokens_upper_bound=e.output_upper_bound, output_tokens_method=e.output_method,
+            cost_usd_expected=e.cost_usd_expected, cost_usd_upper_bound=e.cost_usd_upper_bound,
+            est_output_tokens=e.output_upper_bound, est_cost_usd=e.cost_usd_upper_bound,
+        )
         return counts, e
 
     def _check_token_budget(self, stage: compiler.Stage) -> None:
