@@ -15,6 +15,13 @@ times only the estimate (opening the file and importing excluded):
   sample of N bodies counted, the total extrapolated with a 95% interval.
 
 Besides time and peak RSS, each row shows its total against the exact count of the same run set.
+
+Then (or alone, with `--accuracy-only`) the estimate against the actual: three example jobs —
+chat (`examples/reviews/review_sentiment.sql`), structured (`review_sentiment_columns.sql`),
+embeddings (`review_embeddings.sql`) — are planned and then run on the in-process emulator over the
+example reviews, and `warehouse_batch.estimate_vs_actual` gives, per job, the estimated input
+tokens, expected output tokens and expected cost beside the emulator's usage and its cost. Goals:
+expected cost within ±10% of the actual, input tokens within ±2%.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -91,16 +99,83 @@ def child(args) -> None:
              rows=est.rows, method=est.method)
 
 
+# -- estimate vs actual ----------------------------------------------------------------------------
+ROOT = Path(__file__).resolve().parent.parent
+ACCURACY_JOBS = ("review_sentiment", "review_sentiment_columns", "review_embeddings")
+
+
+def accuracy(directory: Path) -> list[dict]:
+    """Plan, then run, each example job on the emulator; the estimate_vs_actual row of each run."""
+    import duckdb
+
+    import warehouse_batch as wb
+    from warehouse_batch.emulator import Emulator, EmulatorConfig
+
+    db = directory / "estimate_accuracy.duckdb"
+    db.unlink(missing_ok=True)
+    shutil.rmtree(directory / "estimate_accuracy.duckdb.warehouse_batch", ignore_errors=True)
+    csv = ROOT / "examples" / "reviews" / "reviews.csv"
+    with duckdb.connect(str(db)) as con:  # review_sentiment.sql reads a `reviews` table
+        con.execute(f"CREATE TABLE reviews AS SELECT * FROM read_csv('{csv}', header = true)")
+    os.environ.setdefault("OPENAI_API_KEY", "emulator")
+    previous = Path.cwd()
+    os.chdir(ROOT)  # the other two jobs read examples/reviews/reviews.csv by a relative path
+    try:
+        with Emulator(EmulatorConfig()) as emulator:
+            out = []
+            for name in ACCURACY_JOBS:
+                job = ROOT / "examples" / "reviews" / f"{name}.sql"
+                wb.run(job, db, wait=True, poll_interval=0.05, base_url=emulator.base_url)
+                with duckdb.connect(str(db), read_only=True) as con:
+                    cur = con.execute("SELECT * FROM warehouse_batch.estimate_vs_actual WHERE job_name = ? "
+                                      "ORDER BY started_at DESC LIMIT 1", [name])
+                    out.append(dict(zip([d[0] for d in cur.description], cur.fetchone())))
+            return out
+    finally:
+        os.chdir(previous)
+
+
+def print_accuracy(rows: list[dict]) -> None:
+    def pct(x: float | None) -> str:
+        return "—" if x is None else f"{x:+.2%}"
+
+    def usd(x: float | None) -> str:
+        return "—" if x is None else f"${x:.6f}"
+
+    table = []
+    for r in rows:
+        table.append([
+            r["job_name"], f"{r['requests_answered']}/{r['requests_sent']}",
+            f"{r['est_input_tokens']:,} → {r['input_tokens']:,}", pct(r["input_tokens_error"]),
+            f"{r['est_output_expected']:,} (≤ {r['est_output_upper_bound']:,}) → {r['output_tokens']:,}",
+            pct(r["output_tokens_error"]),
+            f"{usd(r['est_cost_usd_expected'])} (≤ {usd(r['est_cost_usd_upper_bound'])}) → {usd(r['cost_usd'])}",
+            pct(r["cost_error"]),
+        ])
+    h.print_table("Estimate vs actual on the emulator (example reviews; goals: cost ±10%, input tokens ±2%)",
+                  ["job", "answered", "input tokens est → actual", "error", "output tokens exp (max) → actual",
+                   "error", "cost exp (max) → actual", "error"], table)
+    for r in rows:
+        print(f"  {r['job_name']}: input {r['est_input_method']}; output {r['est_output_method']}")
+
+
 # -- parent --------------------------------------------------------------------------------------
 def main() -> None:
     p = h.parser(__doc__.splitlines()[1], 1_000_000)
     p.add_argument("--sample", type=int, default=10_000, help="bodies counted by the sampled approach (default 10,000)")
+    p.add_argument("--accuracy-only", action="store_true",
+                   help="only the estimate-vs-actual runs of the example jobs on the emulator (seconds)")
     args = h.finish_args(p.parse_args())
     if args.child:
         child(args)
         return
 
     cache = _data.cache_dir(args.cache_dir)
+    accurate = accuracy(cache)
+    if args.accuracy_only:
+        print_accuracy(accurate)
+        h.emit_json(args, "estimate", {"accuracy": accurate})
+        return
     t0 = time.perf_counter()
     src = _data.reviews_db(args.rows, seed=args.seed, directory=cache)
     schema_mode = _data.resolve_schema_mode(args.schema_mode)
@@ -138,9 +213,11 @@ def main() -> None:
           f"json_schema ({schema_mode}); sample = {args.sample:,}")
     h.print_table("", ["approach", "seconds (min–max)", "rows/s", "× (a)", "peak RSS MB", "input tokens",
                        "× exact", "method"], rows_out)
+    print_accuracy(accurate)
     print(f"environment: {h.environment()}")
     h.emit_json(args, "estimate", {"data": profile, "sample": args.sample, "schema_mode": schema_mode,
-                                   "approaches": [h.measured_dict(m, args.rows) for m in measured]})
+                                   "approaches": [h.measured_dict(m, args.rows) for m in measured],
+                                   "accuracy": accurate})
 
 
 if __name__ == "__main__":

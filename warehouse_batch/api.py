@@ -10,6 +10,8 @@ keyword-only settings, the CLI's common flags:
     lock_timeout  seconds to wait while another process holds the database (default 15)
     memory_limit  DuckDB memory limit (e.g. "2GB"); threads: DuckDB threads
     concurrency   provider calls in flight at once (default 4)
+    daily_budget_usd  refuse runs that would take today's spend over this (default
+                  $WAREHOUSE_BATCH_DAILY_BUDGET_USD, else the warehouse's setting, see `budget`)
     reporter      progress sink (the CLI passes a rich one; default silent)
 
 A job whose step fails does not stop the others: its report carries `error` (and
@@ -49,13 +51,15 @@ def open_runner(
     read_only: bool = False,
     submit: bool = True,
     api_key: str | None = None,
+    daily_budget_usd: float | None = None,
 ) -> Iterator[Runner]:
     """A Runner over an open warehouse, for scripts that chain several steps."""
     provider = ProviderSettings(base_url=base_url, http_timeout=http_timeout, api_key=api_key)
     warehouse = open_warehouse(db, work_dir=work_dir, memory_limit=memory_limit, threads=threads,
                                lock_timeout=lock_timeout, read_only=read_only)
     try:
-        yield Runner(warehouse, provider, reporter=reporter, prices=prices, concurrency=concurrency, submit=submit)
+        yield Runner(warehouse, provider, reporter=reporter, prices=prices, concurrency=concurrency, submit=submit,
+                     daily_budget_usd=daily_budget_usd)
     finally:
         warehouse.close()
 
@@ -75,13 +79,16 @@ def plan(job: Job | str | Path, db: Database = DEFAULT_DB, **settings: Any) -> R
 
 
 def run(job: Job | str | Path, db: Database = DEFAULT_DB, *, wait: bool = False, poll_interval: float = 5.0,
-        timeout: float | None = None, **settings: Any) -> Report:
+        timeout: float | None = None, sample: int | None = None, seed: int = 0, **settings: Any) -> Report:
     """Compile, shard and submit a job; with wait=True also poll and collect until every batch ends.
 
+    sample=N sends only a seeded sample of N requests (stratified by model), waits for it and
+    reports its answers, actual and extrapolated cost (`report.sample`); the next run reuses them.
     Job options (model=..., params=..., max_cost_usd=...) may be given as keyword arguments too."""
     overrides, settings = _split(settings)
     with open_runner(db, **settings) as runner:
-        return runner.run(load_job(job, **overrides), wait=wait, poll_interval=poll_interval, timeout=timeout)
+        return runner.run(load_job(job, **overrides), wait=wait, poll_interval=poll_interval, timeout=timeout,
+                          sample=sample, seed=seed)
 
 
 def collect(job_name: str, db: Database = DEFAULT_DB, *, wait: bool = False, poll_interval: float = 5.0,
@@ -126,6 +133,24 @@ def status(db: Database = DEFAULT_DB, job_name: str | None = None, **settings: A
         return runner.status(job_name)
 
 
+def budget(db: Database = DEFAULT_DB, usd: float | None = None, *, clear: bool = False,
+           **settings: Any) -> dict[str, Any]:
+    """The warehouse's daily budget and today's spend; `usd` stores a new budget (read by every client,
+    dbt included), `clear=True` removes it. Explicit settings still win (daily_budget_usd=, the env)."""
+    from warehouse_batch import cost
+
+    settings.setdefault("read_only", usd is None and not clear)
+    with open_runner(db, **settings) as runner:
+        if clear or usd is not None:
+            amount = None if clear else cost.budget_value(usd, "the budget")
+            runner.ledger.set_setting(cost.BUDGET_SETTING, None if amount is None else repr(amount))
+        limit = cost.daily_budget(runner.ledger, runner.daily_budget_usd)
+        actual, in_flight = runner.ledger.spend_today()
+    return {"daily_budget_usd": None if limit is None else limit.usd, "source": None if limit is None else limit.source,
+            "spent_today_usd": actual, "in_flight_usd": in_flight,
+            "remaining_usd": None if limit is None else limit.usd - actual - in_flight}
+
+
 def cancel(job_name: str, db: Database = DEFAULT_DB, **settings: Any) -> Report:
     """Cancel the job's live batches. Answers already finished are kept (and paid for)."""
     with open_runner(db, **settings) as runner:
@@ -133,7 +158,7 @@ def cancel(job_name: str, db: Database = DEFAULT_DB, **settings: Any) -> Report:
 
 
 _SETTINGS = {"base_url", "http_timeout", "work_dir", "prices", "lock_timeout", "reporter", "memory_limit", "threads",
-             "concurrency", "read_only", "submit", "api_key"}
+             "concurrency", "read_only", "submit", "api_key", "daily_budget_usd"}
 
 
 def _split(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -48,6 +48,8 @@ class BodySQL:
     model: str  # the model name (NULL when missing: a validation error)
     line_overhead: int  # bytes a JSONL line adds around the body, newline included
     max_output: str  # the request's output-token ceiling (max_tokens & co.), NULL when it sets none
+    #: md5 of endpoint, model and response format: requests whose answers are alike (see estimates.py).
+    output_key: str
 
 
 def _col(name: str) -> str:
@@ -93,7 +95,10 @@ def build(job: Job, columns: dict[str, str]) -> BodySQL:
         model = f"json_extract_string({body}, '$.model')"
         max_output = "coalesce(" + ", ".join(
             f"TRY_CAST(json_extract_string({body}, '$.{key}') AS BIGINT)" for key in MAX_OUTPUT_KEYS) + ")"
-        return BodySQL(input_column, body, model, line_overhead(job.endpoint), max_output)
+        key = endpoint.schema_key or "response_format"
+        output_format = f"coalesce(CAST(json_extract({body}, '$.{key}') AS VARCHAR), '')"
+        return BodySQL(input_column, body, model, line_overhead(job.endpoint), max_output,
+                       _output_key(job.endpoint, model, output_format))
 
     params.check_job_params(endpoint, job.params, has_schema=output_schema is not None)
     params.check_override_columns(endpoint, columns, OVERRIDE_COLUMNS)
@@ -112,13 +117,22 @@ def build(job: Job, columns: dict[str, str]) -> BodySQL:
         parts.append(f"',\"prompt\":' || to_json({_col('prompt')})")
     else:  # embeddings, moderations: a text (or list of texts) input
         parts.append(f"',\"input\":' || to_json({_col(input_column)})")
+    output_format = ""
     if output_schema is not None:
         key, value = output_schema.response_format(endpoint)
         # Property order matters to the model (it answers in that order): no key sorting here.
-        parts.append(sql_literal(f',"{key}":' + json.dumps(value, ensure_ascii=False, separators=(",", ":"))))
+        output_format = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        parts.append(sql_literal(f',"{key}":' + output_format))
     parts.extend(_params(job, endpoint, columns))
     body = "(" + " || ".join(parts) + " || '}')"
-    return BodySQL(input_column, body, model, line_overhead(job.endpoint), _max_output(job, columns))
+    return BodySQL(input_column, body, model, line_overhead(job.endpoint), _max_output(job, columns),
+                   _output_key(job.endpoint, model, sql_literal(output_format)))
+
+
+def _output_key(endpoint: str, model: str, output_format: str) -> str:
+    """Requests with the same endpoint, model and answer format answer alike: their past output
+    lengths predict the next ones (the prompt itself is deliberately left out)."""
+    return f"md5({sql_literal(endpoint + chr(10))} || coalesce({model}, '') || chr(10) || {output_format})"
 
 
 def _output_schema(job: Job, endpoint: Endpoint) -> OutputSchema | None:

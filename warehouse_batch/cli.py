@@ -22,6 +22,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from warehouse_batch import api
+from warehouse_batch.cost import usd
 from warehouse_batch.errors import (
     JobsFailedError,
     RowsFailedError,
@@ -96,7 +97,10 @@ def _job_options(fn: Callable) -> Callable:
         click.option("--max-requests-per-shard", type=int, help="Lines per shard file (≤ 50,000)."),
         click.option("--max-bytes-per-shard", type=int, help="Bytes per shard file (≤ 200 MB)."),
         click.option("--max-attempts", type=int, help="Sends per request, retries included (default 3)."),
-        click.option("--max-cost-usd", type=float, help="Refuse the run, before sending, if its estimated cost is higher."),
+        click.option("--max-cost-usd", type=float,
+                     help="Refuse the run, before sending, if its estimated cost (see --cost-guard) is higher."),
+        click.option("--cost-guard", type=click.Choice(["expected", "upper_bound"]),
+                     help="Which cost --max-cost-usd and the daily budget compare (default: expected)."),
         click.option("--max-requests", type=int, help="Refuse the run, before sending, if it would send more requests."),
         click.option("--max-enqueued-tokens", type=int,
                      help="Per model: submit shards only while estimated enqueued tokens stay under this."),
@@ -224,19 +228,26 @@ def _print_report(report: Report) -> None:
     if report.counts is not None:
         c = report.counts
         title = f"plan for {report.job} (dry run, nothing sent)" if report.dry_run else f"run {report.run_id} of {report.job}"
+        if c.sample_size is not None:
+            title += f" — a sample of {c.sample_size:,} request(s)"
         table = Table(title=title, show_header=False, title_justify="left")
         for label, value in [
-            ("rows", c.rows), ("distinct requests", c.requests), ("already answered (cached)", c.cached),
-            ("in flight", c.in_flight), ("to submit", c.to_submit), ("shards", c.shards),
-            ("estimated input tokens to send (body bytes / 4)", c.est_input_tokens),
-            ("estimated output tokens to send (max_tokens, else 256)", c.est_output_tokens),
+            ("rows", f"{c.rows:,}"), ("distinct requests", f"{c.requests:,}"),
+            ("already answered (cached)", f"{c.cached:,}"), ("in flight", f"{c.in_flight:,}"),
+            ("to submit", f"{c.to_submit:,}"), ("shards", f"{c.shards:,}"),
+            ("input tokens to send", f"{c.est_input_tokens:,} ({c.input_tokens_method or 'exact'})"),
+            ("output tokens, expected", f"{c.est_output_tokens_expected:,} ({c.output_tokens_method})"),
+            ("output tokens, upper bound", f"{c.est_output_tokens_upper_bound:,} (max_tokens, else the schema's "
+                                           "bound, else 256)"),
+            ("cost, expected (batch prices)", usd(c.cost_usd_expected)),
+            ("cost, upper bound", usd(c.cost_usd_upper_bound)),
         ]:
-            table.add_row(label, f"{value:,}")
-        table.add_row("estimated cost (batch prices)", "unknown (no price for the model)" if c.est_cost_usd is None
-                      else f"${c.est_cost_usd:,.4f}")
+            table.add_row(label, value)
         out.print(table)
     if report.dry_run:
         return
+    if report.sample is not None:
+        _print_sample(report.sample)
     rows = ", ".join(f"{n:,} {s}" for s, n in sorted(report.statuses.items())) or "no rows published yet"
     out.print(f"[bold]{report.job}[/] → table [cyan]{report.table}[/]: {rows}", highlight=False)
     if report.error:
@@ -247,6 +258,19 @@ def _print_report(report: Report) -> None:
         eta = f", about {progress['eta_seconds']:,} s left" if progress.get("eta_seconds") is not None else ""
         out.print(f"{progress['live_batches']} batch(es) running: {progress['done']:,}/{progress['total']:,} "
                   f"requests done{eta}", highlight=False)
+    if report.estimates and report.counts is None:
+        table = Table("run", "requests", "input tokens est. → actual", "output tokens exp. / max → actual",
+                      "cost exp. / max → actual", title="estimate vs actual", title_justify="left")
+        for e in report.estimates:
+            table.add_row(
+                str(e["run_id"]) + (f" (sample of {e['sample_size']:,})" if e["sample_size"] else ""),
+                f"{e['requests_answered']:,}/{e['requests_sent'] or 0:,}",
+                f"{_n(e['est_input_tokens'])} → {_n(e['input_tokens'])}",
+                f"{_n(e['est_output_expected'])} / {_n(e['est_output_upper_bound'])} → {_n(e['output_tokens'])}",
+                f"{usd(e['est_cost_usd_expected'])} / {usd(e['est_cost_usd_upper_bound'])} → "
+                + ("-" if e["cost_usd"] is None else usd(e["cost_usd"])),
+            )
+        out.print(table)
     if report.batches:
         table = Table("shard", "batch", "state", "status", "lines", "done", "failed", title_justify="left")
         for b in report.batches:
@@ -260,6 +284,33 @@ def _print_report(report: Report) -> None:
                 for e in errors[:5]:
                     line = f"line {e['line']}: " if e.get("line") else ""
                     out.print(f"  {line}{e.get('code')}: {e.get('message')}", highlight=False, markup=False)
+
+
+def _n(value: int | None) -> str:
+    return "-" if value is None else f"{value:,}"
+
+
+def _print_sample(sample: dict[str, Any]) -> None:
+    out.print(
+        f"[bold]sample[/]: {sample['answered']:,} of {sample['requests']:,} request(s) answered, actual cost "
+        f"{usd(sample['actual_cost_usd'])} ({sample['input_tokens']:,} input + {sample['output_tokens']:,} output "
+        f"tokens). The full job ({sample['full_requests']:,} requests to send): extrapolated "
+        f"{'unknown' if sample['extrapolated_cost_usd'] is None else usd(sample['extrapolated_cost_usd'])}, "
+        f"estimated {usd(sample['full_cost_usd_expected'])} expected / {usd(sample['full_cost_usd_upper_bound'])} "
+        "at most. The other rows are pending: run the job again to send them (the sample is not paid twice).",
+        highlight=False,
+    )
+    if sample["answers"]:
+        columns = [c for c in sample["answers"][0] if c not in ("input_tokens", "output_tokens", "attempts")]
+        table = Table(*columns, title="a few answers of the sample", title_justify="left")
+        for row in sample["answers"]:
+            table.add_row(*(escape(_short(row[c])) for c in columns))
+        out.print(table)
+
+
+def _short(value: Any, width: int = 60) -> str:
+    text = "" if value is None else str(value)
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 # -- commands -----------------------------------------------------------------------------------
@@ -280,7 +331,8 @@ def main() -> None:
 def _settings(kw: dict[str, Any]) -> dict[str, Any]:
     """Pop the common flags (database, provider, files) into the API's settings."""
     settings = {"reporter": _reporter(kw.pop("as_json"))}
-    for key in ("work_dir", "prices", "lock_timeout", "memory_limit", "threads", "base_url", "http_timeout", "concurrency"):
+    for key in ("work_dir", "prices", "lock_timeout", "memory_limit", "threads", "base_url", "http_timeout", "concurrency",
+                "daily_budget_usd"):
         if key in kw:
             settings[key] = kw.pop(key)
     return settings
@@ -291,24 +343,34 @@ def _settings(kw: dict[str, Any]) -> dict[str, Any]:
 @_common
 @_provider_options
 @_wait_options
+@click.option("--sample", type=int, default=None, metavar="N",
+              help="Send a seeded sample of N requests (stratified by model) first, wait, show answers and cost, stop.")
+@click.option("--seed", type=int, default=0, show_default=True, help="With --sample: which requests are picked.")
+@click.option("--daily-budget-usd", type=float, default=None,
+              help="Refuse the run if today's spend plus its cost would exceed this "
+                   "(default: $WAREHOUSE_BATCH_DAILY_BUDGET_USD, else `warehouse-batch budget`).")
 @_handle
-def run(job_file: Path | None, db: str, wait: bool, poll_interval: float, timeout: float | None, **kw: Any) -> None:
+def run(job_file: Path | None, db: str, wait: bool, poll_interval: float, timeout: float | None, sample: int | None,
+        seed: int, **kw: Any) -> None:
     """Compile a job's query into batches and submit them.
 
     \b
     Examples:
       warehouse-batch run examples/reviews/review_sentiment.sql --db reviews.duckdb --wait
       warehouse-batch run job.sql --model gpt-4o --param temperature=0 --max-cost-usd 5
+      warehouse-batch run job.sql --sample 20        # 20 requests first: answers, cost, extrapolated cost
       warehouse-batch run --name greet --model gpt-4o-mini --query "SELECT 1 AS custom_id, 'Hi' AS prompt"
 
     Without --wait it returns once every batch is submitted; then use `collect` or `sync`.
-    Re-running an unchanged job sends nothing: answers are cached by request.
+    Re-running an unchanged job sends nothing: answers are cached by request (also a --sample's).
     """
     as_json = kw["as_json"]
     settings = _settings(kw)
     job = _load(job_file, _overrides(kw))
-    report = api.run(job, db, wait=wait, poll_interval=poll_interval, timeout=timeout, **settings)
-    _print_reports([report], as_json, check_failed=wait)
+    report = api.run(job, db, wait=wait or sample is not None, poll_interval=poll_interval, timeout=timeout,
+                     sample=sample, seed=seed, **settings)
+    # A sample leaves the other rows pending on purpose: only its own failures count.
+    _print_reports([report], as_json, check_failed=wait and sample is None)
 
 
 @main.command()
@@ -399,6 +461,36 @@ def retry(job_name: str, db: str, wait: bool, poll_interval: float, timeout: flo
     as_json = kw["as_json"]
     report = api.retry(job_name, db, wait=wait, poll_interval=poll_interval, timeout=timeout, **_settings(kw))
     _print_reports([report], as_json, check_failed=wait)
+
+
+@main.command()
+@click.argument("amount", type=float, required=False)
+@click.option("--clear", is_flag=True, help="Remove the stored budget.")
+@_common
+@_handle
+def budget(amount: float | None, clear: bool, db: str, **kw: Any) -> None:
+    """Show or set the warehouse's daily budget (USD per UTC day, all jobs) and today's spend.
+
+    A run whose cost (expected, or the upper bound with --cost-guard upper_bound) plus today's
+    spend — answers received today and the expected cost of requests in flight — would exceed the
+    budget is refused before anything is sent. Stored in the warehouse (warehouse_batch.settings),
+    so dbt and every client use it; --daily-budget-usd or $WAREHOUSE_BATCH_DAILY_BUDGET_USD override it.
+
+    \b
+    Examples:
+      warehouse-batch budget 25 --db reviews.duckdb     # at most $25 a day
+      warehouse-batch budget --db reviews.duckdb        # today's spend and what is left
+    """
+    as_json = kw["as_json"]
+    info = api.budget(db, amount, clear=clear, **_settings(kw))
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    limit = "none" if info["daily_budget_usd"] is None else f"{usd(info['daily_budget_usd'])} (from {info['source']})"
+    out.print(f"daily budget: {limit}\nspent today (UTC): {usd(info['spent_today_usd'])}, in flight (expected): "
+              f"{usd(info['in_flight_usd'])}" + ("" if info["remaining_usd"] is None
+                                                 else f"\nremaining today: {usd(info['remaining_usd'])}"),
+              highlight=False)
 
 
 @main.command()

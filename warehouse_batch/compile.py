@@ -1,7 +1,8 @@
 """Query → validated rows with request hashes, staged as the job's next rows table.
 
 The query runs once, into `warehouse_batch."<job>__rows_next"`: its own columns plus the request
-hash, model, line size and token estimates (`__wb_*`), all computed in SQL. The request body is
+hash, model, line size and token estimates (`__wb_*`), all computed in SQL (`__wb_tokens` starts
+as bytes / 4 and is made exact by `estimates.estimate_stage`). The request body is
 built only to be hashed and measured; it is not stored (the shard writer builds it again for the
 requests it sends). A query or row error drops the table, leaving no state behind; `runner.py`
 renames a valid stage over the job's rows table in the transaction that records the run.
@@ -99,10 +100,12 @@ def compile_job(warehouse: Warehouse, job: Job, *, nonce: str | None = None) -> 
             SELECT * EXCLUDE (__wb_body),
                    sha256(__wb_body{salt}) AS __wb_request_hash,
                    CAST(ceil(strlen(__wb_body) / 4) AS BIGINT) AS __wb_tokens,
-                   strlen(__wb_body) + {spec.line_overhead} AS __wb_line_bytes
+                   strlen(__wb_body) + {spec.line_overhead} AS __wb_line_bytes,
+                   CAST(NULL AS BIGINT) AS __wb_output_expected  -- filled by estimates.estimate_stage
             FROM (
                 SELECT q.*, CAST(q.custom_id AS VARCHAR) AS __wb_cid, {spec.body} AS __wb_body,
-                       {spec.model} AS __wb_model, {spec.max_output} AS __wb_max_output
+                       {spec.model} AS __wb_model, {spec.max_output} AS __wb_max_output,
+                       {spec.output_key} AS __wb_output_key
                 FROM ({job.query}) AS q
             )
             """

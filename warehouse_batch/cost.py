@@ -1,10 +1,7 @@
-"""Prices, spend estimates before a run, and the guards that refuse a run over budget.
+"""Prices, and the guards that refuse a run over its limits or over the warehouse's daily budget.
 
-Estimates are made in SQL over the compiled stage: input tokens are `ceil(body bytes / 4)` (an
-over-estimate for English prose, named as such wherever it is shown); output tokens are the
-request's `max_tokens` / `max_completion_tokens` / `max_output_tokens` (see endpoints.MAX_OUTPUT_KEYS),
-else the endpoint's `default_output_tokens` (256 for text, 0 for embeddings and moderations). Actual spend comes from each answer's
-`usage`.
+The estimates the guards compare are made in `estimates.py` (exact input tokens, expected and
+upper-bound output); actual spend comes from each answer's `usage` (the `result_costs` view).
 """
 
 from __future__ import annotations
@@ -16,25 +13,14 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from warehouse_batch import endpoints
 from warehouse_batch.errors import ConfigError, JobError
+from warehouse_batch.estimates import Estimate
 from warehouse_batch.jobs import Job
+from warehouse_batch.ledger import Ledger
 from warehouse_batch.names import SCHEMA
 from warehouse_batch.warehouses.base import Warehouse
 
 PRICES_ENV = "WAREHOUSE_BATCH_PRICES"
-ESTIMATE_METHOD = "input: ceil(request body bytes / 4); output: max_tokens, else 256 per request"
-
-
-@dataclass(frozen=True)
-class Estimate:
-    requests: int
-    input_tokens: int
-    output_tokens: int
-    cost_usd: float | None  # None when some model has no price
-    unpriced_models: tuple[str, ...]
-
-
 def load_prices(warehouse: Warehouse, path: str | Path | None = None) -> None:
     """Replace the prices table with the shipped list, overlaid with the user's file (if any)."""
     shipped = json.loads(resources.files("warehouse_batch").joinpath("data/prices.json").read_text(encoding="utf-8"))
@@ -102,53 +88,104 @@ def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def estimate(warehouse: Warehouse, todo_sql: str, endpoint: str) -> Estimate:
-    """Tokens and cost of the requests `todo_sql` selects: one row per request with columns
-    model, input_tokens and max_output (NULL: no max_tokens set). Priced per model, not per row."""
-    default = endpoints.get(endpoint).default_output_tokens
-    output = "0" if default == 0 else f"coalesce(max_output, {default})"
-    rows = warehouse.rows(
-        f"""
-        WITH todo AS ({todo_sql}),
-        per_model AS (
-            SELECT model, count(*) AS requests, sum(input_tokens) AS input_tokens, sum({output}) AS output_tokens
-            FROM todo GROUP BY model
-        )
-        SELECT m.model, m.requests, m.input_tokens, m.output_tokens,
-               (m.input_tokens * p.input_per_1m + m.output_tokens * p.output_per_1m) * p.batch_discount / 1e6 AS cost
-        FROM per_model AS m
-        LEFT JOIN {SCHEMA}.prices AS p ON starts_with(m.model, p.model)
-        QUALIFY row_number() OVER (PARTITION BY m.model ORDER BY length(p.model) DESC NULLS LAST) = 1
-        """
-    )
-    unpriced = tuple(sorted(str(r["model"]) for r in rows if r["cost"] is None))
-    return Estimate(
-        requests=sum(int(r["requests"]) for r in rows),
-        input_tokens=sum(int(r["input_tokens"] or 0) for r in rows),
-        output_tokens=sum(int(r["output_tokens"] or 0) for r in rows),
-        cost_usd=None if unpriced else float(sum(r["cost"] for r in rows)),
-        unpriced_models=unpriced,
-    )
+BUDGET_ENV = "WAREHOUSE_BATCH_DAILY_BUDGET_USD"
+BUDGET_SETTING = "daily_budget_usd"
+
+
+def usd(value: float | None) -> str:
+    """A cost for people: cents of small jobs stay visible."""
+    if value is None:
+        return "unknown (no price for the model)"
+    return f"${value:,.4f}" if value >= 0.01 or value == 0 else f"${value:.6f}"
+
+
+def _spend(estimate: Estimate) -> str:
+    """Both figures of an estimate, for messages."""
+    if estimate.cost_usd_expected is None or estimate.cost_usd_upper_bound is None:
+        return f"unknown (no price for {', '.join(estimate.unpriced_models)})"
+    return f"{usd(estimate.cost_usd_expected)} expected, {usd(estimate.cost_usd_upper_bound)} upper bound"
 
 
 def check_limits(job: Job, estimate: Estimate) -> None:
-    """Refuse, before anything is written or sent, a run over the job's request or cost limits."""
-    spend = "unknown" if estimate.cost_usd is None else f"${estimate.cost_usd:,.4f}"
+    """Refuse, before anything is written or sent, a run over the job's request or cost limits.
+
+    max_cost_usd compares the figure the job's `cost_guard` names: the expected cost (default) or the
+    upper bound (every request answering up to its max_tokens)."""
     if job.max_requests is not None and estimate.requests > job.max_requests:
         raise JobError(
-            f"job {job.name}: this run would send {estimate.requests:,} requests (estimated {spend}), over "
+            f"job {job.name}: this run would send {estimate.requests:,} requests (estimated {_spend(estimate)}), over "
             f"max_requests = {job.max_requests:,}; nothing was sent. Raise --max-requests, or narrow the query"
         )
     if job.max_cost_usd is not None and estimate.requests:
-        if estimate.cost_usd is None:
+        _require_prices(job, estimate, "max_cost_usd")
+        figure = estimate.cost(job.cost_guard)
+        if figure is not None and figure > job.max_cost_usd:
             raise JobError(
-                f"job {job.name}: max_cost_usd is set but there is no price for model(s) "
-                f"{', '.join(estimate.unpriced_models)}; add them to a prices file (--prices FILE or "
-                f"${PRICES_ENV}); nothing was sent"
+                f"job {job.name}: this run would send {estimate.requests:,} requests, estimated {_spend(estimate)} "
+                f"({estimate.input_tokens:,} input tokens, {estimate.input_method}; {estimate.output_expected:,} output "
+                f"tokens expected, {estimate.output_upper_bound:,} at most). The {job.cost_guard.replace('_', ' ')} "
+                f"cost is over max_cost_usd = {usd(job.max_cost_usd)} (cost_guard: {job.cost_guard}); nothing was "
+                f"sent. Raise --max-cost-usd, narrow the query, or measure it with `run --sample N` first"
             )
-        if estimate.cost_usd > job.max_cost_usd:
-            raise JobError(
-                f"job {job.name}: this run would send {estimate.requests:,} requests, estimated {spend} "
-                f"({estimate.input_tokens:,} input + {estimate.output_tokens:,} output tokens; {ESTIMATE_METHOD}), "
-                f"over max_cost_usd = ${job.max_cost_usd:,.4f}; nothing was sent"
-            )
+
+
+def _require_prices(job: Job, estimate: Estimate, limit: str) -> None:
+    if estimate.cost_usd_expected is None:
+        raise JobError(
+            f"job {job.name}: {limit} is set but there is no price for model(s) "
+            f"{', '.join(estimate.unpriced_models)}; add them to a prices file (--prices FILE or "
+            f"${PRICES_ENV}); nothing was sent"
+        )
+
+
+@dataclass(frozen=True)
+class DailyBudget:
+    """A warehouse's spending limit per UTC day, and where it was set."""
+
+    usd: float
+    source: str  # --daily-budget-usd, $WAREHOUSE_BATCH_DAILY_BUDGET_USD, or the warehouse setting
+
+
+def daily_budget(ledger: Ledger, explicit: float | None = None) -> DailyBudget | None:
+    """The budget that applies: the flag (or Python argument), else the environment, else the one
+    stored in the warehouse (`warehouse-batch budget AMOUNT`), so dbt and every client share it."""
+    if explicit is not None:
+        return DailyBudget(budget_value(explicit, "--daily-budget-usd"), "--daily-budget-usd")
+    if os.environ.get(BUDGET_ENV, "").strip():
+        return DailyBudget(budget_value(os.environ[BUDGET_ENV], f"${BUDGET_ENV}"), f"${BUDGET_ENV}")
+    stored = ledger.setting(BUDGET_SETTING)
+    if stored is None:
+        return None
+    return DailyBudget(budget_value(stored, "the warehouse setting daily_budget_usd"),
+                       "the warehouse setting (warehouse-batch budget)")
+
+
+def budget_value(value: object, where: str) -> float:
+    try:
+        amount = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        amount = math.nan
+    if not math.isfinite(amount) or amount < 0:
+        raise ConfigError(f"{where} must be a number of US dollars ≥ 0, got {value!r}")
+    return amount
+
+
+def check_daily_budget(ledger: Ledger, job: Job, estimate: Estimate, budget: DailyBudget | None) -> None:
+    """Refuse a run whose cost (the cost_guard figure) plus today's spend would exceed the daily budget.
+
+    Today's spend is what answers received today (UTC) cost, plus the expected cost of requests
+    still in flight (sent, or written and waiting to be sent), across every job of the warehouse."""
+    if budget is None or not estimate.requests:
+        return
+    _require_prices(job, estimate, "a daily budget")
+    figure = estimate.cost(job.cost_guard) or 0.0
+    actual, in_flight = ledger.spend_today()
+    if actual + in_flight + figure > budget.usd:
+        raise JobError(
+            f"job {job.name}: the daily budget of {usd(budget.usd)} (from {budget.source}) would be exceeded: today "
+            f"(UTC) {usd(actual)} was spent and {usd(in_flight)} is in flight, and this run's "
+            f"{job.cost_guard.replace('_', ' ')} cost is {usd(figure)} (estimated {_spend(estimate)}), "
+            f"{usd(actual + in_flight + figure)} in all; nothing was "
+            "sent. Wait for tomorrow, narrow the query, or raise the budget (--daily-budget-usd, "
+            f"${BUDGET_ENV}, or `warehouse-batch budget AMOUNT`)"
+        )

@@ -41,6 +41,9 @@ METADATA_JOB_KEY = "warehouse_batch_job"
 METADATA_SHARD_KEY = "warehouse_batch_shard"
 #: Request parameters that may be written at the top level of a job header instead of under `params:`.
 TOP_LEVEL_PARAMS = ("temperature", "max_tokens", "max_completion_tokens", "top_p", "seed", "reasoning_effort", "dimensions")
+#: Which estimate max_cost_usd and the daily budget compare: the expected cost, or the upper bound
+#: (every request answering up to its max_tokens).
+COST_GUARDS = ("expected", "upper_bound")
 #: Keys a job may not set through `params`, because warehouse_batch builds them from other options.
 RESERVED_PARAMS = {"model", "messages", "input", "stream", "instructions"}
 
@@ -65,7 +68,8 @@ class Job:
     max_bytes_per_shard: int = MAX_BYTES_PER_SHARD
     output_schema: Any = None  # SQL column list, JSON Schema (dict or .json path) or "module:PydanticModel"
     max_attempts: int = 3  # sends per request, retries included
-    max_cost_usd: float | None = None  # refuse a run whose estimated cost is higher
+    max_cost_usd: float | None = None  # refuse a run whose estimated cost (see cost_guard) is higher
+    cost_guard: str = "expected"  # which cost max_cost_usd and the daily budget compare: expected | upper_bound
     max_requests: int | None = None  # refuse a run that would send more requests
     max_enqueued_tokens: int | None = None  # per model: submit shards only while enqueued tokens stay under this
     cache: bool = True  # reuse answers to identical requests (False: always send fresh requests)
@@ -280,6 +284,8 @@ def _validate(job: Job) -> None:
     check_job(job)
     if job.max_cost_usd is not None and job.max_cost_usd < 0:
         raise JobError(f"max_cost_usd must be 0 or more, got {job.max_cost_usd}")
+    if job.cost_guard not in COST_GUARDS:
+        raise JobError(f"option 'cost_guard' must be one of {', '.join(COST_GUARDS)}, got {job.cost_guard!r}")
     if len(job.metadata) > 14:
         raise JobError("option 'metadata' may hold at most 14 pairs (the Batch API allows 16; warehouse_batch uses 2)")
     for key, value in job.metadata.items():

@@ -146,7 +146,8 @@ class Ledger:
         return read_sql("ledger/stage_todo.sql").format(stage=stage, endpoint=sql_literal(endpoint))
 
     def begin_run(self, job: Job, run_id: str, stage: str, counts: dict[str, int]) -> None:
-        """Record the job, its run, its rows and its new requests, all in one transaction.
+        """Record the job, its run (with its estimate, see runner.Counts), its rows and its new
+        requests, all in one transaction.
 
         The stage becomes the job's rows table by a rename."""
         rows = rows_table(job.name)
@@ -164,13 +165,20 @@ class Ledger:
             self.warehouse.execute(
                 # A resumed uncached run keeps its run id (its hash salt): the same row, counted again.
                 f"INSERT INTO {SCHEMA}.runs (run_id, job_name, status, row_count, request_count, cached_count, "
-                "in_flight_count, submitted_count, cache) VALUES (?, ?, 'planned', ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (run_id) DO UPDATE SET status = 'planned', row_count = excluded.row_count, "
-                "request_count = excluded.request_count, cached_count = excluded.cached_count, "
-                "in_flight_count = excluded.in_flight_count, submitted_count = excluded.submitted_count, "
-                "finished_at = NULL",
+                "in_flight_count, submitted_count, cache, sample_size, est_input_tokens, est_input_method, "
+                "est_output_expected, est_output_upper_bound, est_output_method, est_cost_usd_expected, "
+                "est_cost_usd_upper_bound) VALUES (?, ?, 'planned', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (run_id) DO UPDATE SET status = 'planned', finished_at = NULL, "
+                + ", ".join(f"{c} = excluded.{c}" for c in (
+                    "row_count", "request_count", "cached_count", "in_flight_count", "submitted_count",
+                    "sample_size", "est_input_tokens", "est_input_method", "est_output_expected",
+                    "est_output_upper_bound", "est_output_method", "est_cost_usd_expected",
+                    "est_cost_usd_upper_bound")),
                 [run_id, job.name, counts["rows"], counts["requests"], counts["cached"], counts["in_flight"],
-                 counts["to_submit"], job.cache],
+                 counts["to_submit"], job.cache, counts.get("sample_size"), counts.get("est_input_tokens"),
+                 counts.get("input_tokens_method"), counts.get("est_output_tokens_expected"),
+                 counts.get("est_output_tokens_upper_bound"), counts.get("output_tokens_method"),
+                 counts.get("cost_usd_expected"), counts.get("cost_usd_upper_bound")],
             )
             self.warehouse.execute(f"DROP TABLE IF EXISTS {rows}")
             self.warehouse.execute(f"ALTER TABLE {stage} RENAME TO {quote_ident(rows_table_name(job.name))}")
@@ -221,6 +229,32 @@ class Ledger:
             f"UPDATE {SCHEMA}.runs SET submitted_count = ?, shard_count = ?, finished_at = now() WHERE run_id = ?",
             [sent, shard_count, run_id],
         )
+
+    def estimate_vs_actual(self, job_name: str, limit: int = 3) -> list[dict[str, Any]]:
+        """The job's latest runs: what each one's plan estimated beside what its requests cost."""
+        return self.warehouse.rows(
+            f"SELECT * EXCLUDE (job_name) FROM {SCHEMA}.estimate_vs_actual WHERE job_name = ? "
+            f"ORDER BY started_at DESC LIMIT {int(limit)}", [job_name])
+
+    def run_actuals(self, run_id: str) -> list[dict[str, Any]]:
+        """Per model: requests the run sent, how many have a result, their usage and cost."""
+        return self.warehouse.rows(read_sql("ledger/run_actuals.sql"), {"run_id": run_id})
+
+    # -- settings and spend ------------------------------------------------------------------
+    def setting(self, name: str) -> str | None:
+        return self.warehouse.scalar(f"SELECT value FROM {SCHEMA}.settings WHERE name = ?", [name])
+
+    def set_setting(self, name: str, value: str | None) -> None:
+        """Store a warehouse-wide setting (None removes it)."""
+        with self.warehouse.transaction():
+            self.warehouse.execute(f"DELETE FROM {SCHEMA}.settings WHERE name = ?", [name])
+            if value is not None:
+                self.warehouse.execute(f"INSERT INTO {SCHEMA}.settings (name, value) VALUES (?, ?)", [name, value])
+
+    def spend_today(self) -> tuple[float, float]:
+        """(USD of answers received today, UTC; expected USD of requests still in flight), all jobs."""
+        row = self.warehouse.one(read_sql("ledger/spend_today.sql"))
+        return (float(row[0] or 0), float(row[1] or 0)) if row else (0.0, 0.0)
 
     # -- requests to send --------------------------------------------------------------------
     def todo_sql(self, job: Job) -> str:

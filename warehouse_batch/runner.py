@@ -12,14 +12,16 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from warehouse_batch import compile as compiler
-from warehouse_batch import bodies, cost, publish, shards
+from warehouse_batch import bodies, cost, estimates, publish, sampling, shards
 from warehouse_batch.batches import Batches
+from warehouse_batch.estimates import Estimate
 from warehouse_batch.errors import ProviderError, StoppedError, ValidationError, WarehouseBatchError, is_interrupt
 from warehouse_batch.failpoints import failpoint
 from warehouse_batch.jobs import Job
@@ -40,9 +42,17 @@ class Counts:
     in_flight: int = 0
     to_submit: int = 0
     shards: int = 0
-    est_input_tokens: int = 0  # of the requests to submit; see cost.ESTIMATE_METHOD
-    est_output_tokens: int = 0
-    est_cost_usd: float | None = None  # None when a model has no price
+    # Estimates of the requests to submit (see estimates.py); costs are None when a model has no price.
+    est_input_tokens: int = 0
+    input_tokens_method: str = ""  # "exact", or "sample of N, ±x%"
+    est_output_tokens_expected: int = 0
+    est_output_tokens_upper_bound: int = 0
+    output_tokens_method: str = ""  # history of answers, or which prior
+    cost_usd_expected: float | None = None
+    cost_usd_upper_bound: float | None = None
+    est_output_tokens: int = 0  # = est_output_tokens_upper_bound (kept for scripts written before 0.3)
+    est_cost_usd: float | None = None  # = cost_usd_upper_bound (kept for scripts written before 0.3)
+    sample_size: int | None = None  # run --sample N
 
 
 @dataclass
@@ -60,6 +70,8 @@ class Report:
     error: str | None = None  # why the last step of this job failed (other jobs went on)
     warnings: list[str] = field(default_factory=list)  # e.g. an earlier version's requests still in flight
     timed_out: bool = False  # --timeout ran out with batches still running
+    sample: dict[str, Any] | None = None  # run --sample: its answers, actual and extrapolated cost
+    estimates: list[dict[str, Any]] = field(default_factory=list)  # latest runs: estimate vs actual
 
     @property
     def unfinished(self) -> int:
@@ -87,6 +99,7 @@ class Runner:
         prices: str | Path | None = None,
         concurrency: int = 4,
         submit: bool = True,
+        daily_budget_usd: float | None = None,
     ):
         self.warehouse = warehouse
         self.ledger = Ledger(warehouse)
@@ -99,6 +112,8 @@ class Runner:
         self.reporter = reporter or NullReporter()
         #: False: shards are written and recorded but not sent (dbt's `submit: false`, CI builds).
         self.submit_enabled = submit
+        #: Overrides $WAREHOUSE_BATCH_DAILY_BUDGET_USD and the warehouse's setting (cost.daily_budget).
+        self.daily_budget_usd = daily_budget_usd
         self.batches = Batches(self.ledger, self.provider_named, self.reporter, self.ledger.job,
                                work_dir=warehouse.work_dir, concurrency=concurrency)
         if not warehouse.read_only:
@@ -143,11 +158,18 @@ class Runner:
 
     # -- run -------------------------------------------------------------------------------
     def run(self, job: Job, *, wait: bool = False, poll_interval: float = 5.0, timeout: float | None = None,
-            publish_table: bool = True) -> Report:
+            publish_table: bool = True, sample: int | None = None, seed: int = 0) -> Report:
         """Plan, shard and submit a job, then (with wait) poll and collect until every batch ends.
+
+        With `sample`, only a seeded sample of that many requests (stratified by model) is sent and
+        waited for; the report's `sample` shows their answers, actual and extrapolated cost, and the
+        other rows stay pending until the next run, which reuses the sample's answers.
 
         Interrupted (SIGINT/SIGTERM) after its rows are recorded, it still publishes the output table
         with the rows in flight `pending`, then raises StoppedError; the same command resumes."""
+        if sample is not None:
+            sampling.check(job, sample)
+            wait = True
         publish.check_target(self.warehouse, self.ledger, job)
         # cache: false salts every hash with the run id, so the run matches nothing before it; resuming
         # an unfinished uncached run re-uses its salt, so what it already sent is not sent again.
@@ -158,7 +180,14 @@ class Runner:
         try:
             self._check_request_limits(stage)
             counts, estimate = self._stage_counts(stage)
+            if sample is not None:
+                full = counts
+                models = sampling.pick(self.warehouse, self.ledger.stage_todo_sql(stage.table, job.endpoint),
+                                       sample, seed)
+                counts, estimate = self._stage_counts(stage, only=sampling.restrict)
+                counts.sample_size = sample
             cost.check_limits(job, estimate)
+            cost.check_daily_budget(self.ledger, job, estimate, cost.daily_budget(self.ledger, self.daily_budget_usd))
             warnings = self._stale_requests_warning(job, stage)
             self._check_token_budget(stage)
             if counts.to_submit and self.submit_enabled:
@@ -174,7 +203,8 @@ class Runner:
         )
         report: Report | None = None
         try:
-            written = self._shard(job, run_id, self.ledger.todo_sql(job))
+            todo = self.ledger.todo_sql(job)
+            written = self._shard(job, run_id, todo if sample is None else sampling.restrict(todo))
             counts.shards = len(written)
             self.ledger.run_submitted(run_id, len(written))
             try:
@@ -205,6 +235,8 @@ class Runner:
         final.run_id, final.counts, final.warnings = run_id, counts, warnings
         final.timed_out = bool(report and report.timed_out)
         self.ledger.run_finished(run_id, finished=final.unfinished == 0)
+        if sample is not None:
+            final.sample = sampling.summary(self.warehouse, self.ledger, job, run_id, models, full)
         return final
 
     def _stale_requests_warning(self, job: Job, stage: compiler.Stage) -> list[str]:
@@ -227,14 +259,23 @@ class Runner:
         except (Exception, KeyboardInterrupt):  # best effort on the way out; the next command publishes
             pass
 
-    def _stage_counts(self, stage: compiler.Stage) -> tuple[Counts, cost.Estimate]:
-        """Split the stage's requests into cached / in flight / to submit, and estimate the latter."""
+    def _stage_counts(self, stage: compiler.Stage, only: Callable[[str], str] | None = None,
+                      ) -> tuple[Counts, Estimate]:
+        """Split the stage's requests into cached / in flight / to submit, and estimate the latter
+        (`only` narrows them, e.g. to a sample)."""
         cached, in_flight, to_submit = self.ledger.stage_counts(stage.table)
-        estimate = cost.estimate(self.warehouse, self.ledger.stage_todo_sql(stage.table, stage.job.endpoint),
-                                 stage.job.endpoint)
-        counts = Counts(stage.row_count, stage.request_count, cached, in_flight, to_submit, 0,
-                        estimate.input_tokens, estimate.output_tokens, estimate.cost_usd)
-        return counts, estimate
+        todo = self.ledger.stage_todo_sql(stage.table, stage.job.endpoint)
+        e = estimates.estimate_stage(self.warehouse, stage.table, todo if only is None else only(todo), stage.job,
+                                     stage.columns)
+        counts = Counts(
+            rows=stage.row_count, requests=stage.request_count, cached=cached, in_flight=in_flight,
+            to_submit=to_submit if only is None else e.requests, est_input_tokens=e.input_tokens,
+            input_tokens_method=e.input_method, est_output_tokens_expected=e.output_expected,
+            est_output_tokens_upper_bound=e.output_upper_bound, output_tokens_method=e.output_method,
+            cost_usd_expected=e.cost_usd_expected, cost_usd_upper_bound=e.cost_usd_upper_bound,
+            est_output_tokens=e.output_upper_bound, est_cost_usd=e.cost_usd_upper_bound,
+        )
+        return counts, e
 
     def _check_token_budget(self, stage: compiler.Stage) -> None:
         """A request that alone exceeds the enqueued-token budget could never be submitted: refuse it now."""
@@ -427,7 +468,8 @@ class Runner:
         failure = self.failures.get(job_name)
         return Report(job=job_name, batches=self.ledger.batches_of(job_name), statuses=self.ledger.statuses(job_name),
                       table=job.target_table, progress=self.ledger.progress(job_name),
-                      error=str(failure) if failure else self.ledger.job_error(job_name))
+                      error=str(failure) if failure else self.ledger.job_error(job_name),
+                      estimates=self.ledger.estimate_vs_actual(job_name))
 
     def status(self, job_name: str | None = None) -> list[Report]:
         return [self.job_report(name) for name in self._job_names(job_name)]

@@ -10,9 +10,10 @@ WHERE NOT EXISTS (SELECT 1 FROM warehouse_batch.job_rows AS jr WHERE jr.job_name
                   AND jr.custom_id = r.__wb_cid AND jr.request_hash = r.__wb_request_hash);
 
 INSERT INTO warehouse_batch.requests (request_hash, endpoint, model, line_bytes, est_input_tokens,
-                                      est_output_tokens, first_job)
+                                      est_output_tokens, first_job, est_output_expected, output_key)
 SELECT __wb_request_hash, $endpoint, any_value(__wb_model), any_value(__wb_line_bytes),
-       any_value(__wb_tokens), any_value(__wb_max_output), $job
+       any_value(__wb_tokens), any_value(__wb_max_output), $job, any_value(__wb_output_expected),
+       any_value(__wb_output_key)
 FROM {rows} AS s
 WHERE NOT EXISTS (SELECT 1 FROM warehouse_batch.requests AS r WHERE r.request_hash = s.__wb_request_hash)
 GROUP BY __wb_request_hash;
