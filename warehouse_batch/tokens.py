@@ -35,6 +35,8 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from warehouse_batch import endpoints
+
 O200K = "o200k_base"
 CL100K = "cl100k_base"
 ENCODINGS = (O200K, CL100K)
@@ -57,12 +59,10 @@ _PREFIXES: tuple[tuple[str, str], ...] = (
     ("text-embedding-3-", CL100K), ("text-embedding-ada-002", CL100K),
 )
 
-CHAT = "/v1/chat/completions"
-RESPONSES = "/v1/responses"
-COMPLETIONS = "/v1/completions"
-EMBEDDINGS = "/v1/embeddings"
-MODERATIONS = "/v1/moderations"
-ENDPOINTS = (CHAT, RESPONSES, COMPLETIONS, EMBEDDINGS, MODERATIONS)
+#: Names for callers (the emulator, tests); how each is counted follows its record's body shape.
+CHAT, RESPONSES, COMPLETIONS, EMBEDDINGS, MODERATIONS = (
+    "/v1/chat/completions", "/v1/responses", "/v1/completions", "/v1/embeddings", "/v1/moderations")
+ENDPOINTS = endpoints.PATHS
 
 
 def encoding_for_model(model: str | None) -> str:
@@ -221,9 +221,11 @@ class _Counter:
         return 0
 
     def request(self, body: Mapping[str, Any], endpoint: str) -> int:
-        if endpoint == CHAT:
+        record = endpoints.REGISTRY.get(endpoint)
+        shape = record.shape if record else None
+        if shape == "chat":
             return self.messages(body.get("messages")) + self.schema(body.get("response_format"))
-        if endpoint == RESPONSES:
+        if shape == "responses":
             messages: list[Any] = []
             if isinstance(body.get("instructions"), str):
                 messages.append({"role": "system", "content": body["instructions"]})
@@ -231,9 +233,9 @@ class _Counter:
             messages += [{"role": "user", "content": inp}] if isinstance(inp, str) else inp if isinstance(inp, list) else []
             text = body.get("text") if isinstance(body.get("text"), dict) else {}
             return self.messages(messages) + self.schema(text.get("format"))
-        if endpoint == COMPLETIONS:
+        if shape == "completions":
             return self.inputs(body.get("prompt"))
-        if endpoint in (EMBEDDINGS, MODERATIONS):
+        if shape == "input":
             return self.inputs(body.get("input"))
         raise ValueError(f"cannot count tokens for endpoint {endpoint!r}; known: {', '.join(ENDPOINTS)}")
 
