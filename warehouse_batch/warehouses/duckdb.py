@@ -58,6 +58,7 @@ class DuckDBWarehouse:
             # An open connection (a dbt-duckdb plugin, a notebook): use a cursor of it, never close it.
             self._parent = path
             self.con = path.cursor()
+            self._apply_settings(self.con)  # only what the caller asked for
             self.path = str(self.scalar(
                 "SELECT path FROM duckdb_databases() WHERE database_name = current_database()") or ":memory:")
         else:
@@ -119,13 +120,16 @@ class DuckDBWarehouse:
         # Nothing we write depends on row order (answers map by custom_id), and keeping it costs
         # DuckDB several times the memory on large copies.
         con.execute("SET preserve_insertion_order = false")
+        self._apply_settings(con)
+        return con
+
+    def _apply_settings(self, con: duckdb.DuckDBPyConnection) -> None:
         if self._memory_limit:
             con.execute(f"SET memory_limit = {sql_literal(self._memory_limit)}")
         if self._temp_directory is not None and not self.read_only:
             con.execute(f"SET temp_directory = {sql_literal(str(self._temp_directory))}")
         if self._threads:
             con.execute(f"SET threads = {int(self._threads)}")
-        return con
 
     @contextlib.contextmanager
     def released(self) -> Iterator[None]:
