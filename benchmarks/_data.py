@@ -349,6 +349,7 @@ def open_store(db: Path, src: Path, work_dir: Path, *, threads: int | None = Non
     # The library's own defaults for a file it opens itself (a given connection keeps its settings):
     # a bounded buffer pool that spills to the work directory.
     con.execute("SET preserve_insertion_order = false")
+    Path(work_dir).mkdir(parents=True, exist_ok=True)
     con.execute(f"SET temp_directory = '{Path(work_dir) / 'duckdb_tmp'}'")
     store = DuckDBWarehouse(con, work_dir=work_dir, memory_limit=memory_limit or DEFAULT_MEMORY_LIMIT,
                             threads=threads)

@@ -74,8 +74,9 @@ class DuckDBWarehouse:
         # Stored paths (shard files) must resolve from any directory a later command runs in.
         self.work_dir = Path(work_dir).expanduser().resolve()
         if self._owned:
-            # Spill files next to the shards (the disk the user chose with --work-dir), not in /tmp.
-            self._temp_directory = self.work_dir / "duckdb_tmp"
+            if self.path != ":memory:":
+                # Spill files next to the shards (the disk the user chose with --work-dir), not in /tmp.
+                self._temp_directory = self.work_dir / "duckdb_tmp"
             self.con = self._connect()
         try:
             self.migrate() if not read_only else self._check_schema()
@@ -127,6 +128,8 @@ class DuckDBWarehouse:
         if self._memory_limit:
             con.execute(f"SET memory_limit = {sql_literal(self._memory_limit)}")
         if self._temp_directory is not None and not self.read_only:
+            # DuckDB creates only the last folder of the path, and only when it first spills.
+            self._temp_directory.parent.mkdir(parents=True, exist_ok=True)
             con.execute(f"SET temp_directory = {sql_literal(str(self._temp_directory))}")
         if self._threads:
             con.execute(f"SET threads = {int(self._threads)}")
