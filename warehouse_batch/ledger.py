@@ -251,6 +251,13 @@ class Ledger:
         return self.warehouse.rows(
             f"SELECT * FROM {SCHEMA}.batches WHERE {' AND '.join(where)} ORDER BY shard_id", params)
 
+    def shard(self, shard_id: str) -> Shard:
+        """One shard's row (NotFoundError if there is none)."""
+        found = self.warehouse.rows(f"SELECT * FROM {SCHEMA}.batches WHERE shard_id = ?", [shard_id])
+        if not found:
+            raise NotFoundError(f"no shard {shard_id!r} in this warehouse")
+        return found[0]
+
     def move(self, shard_id: str, to: ShardState, **values: Any) -> None:
         """Compare-and-set a shard to `to` (with other columns); IllegalTransition if it is not in a
         state that leads there."""

@@ -103,6 +103,8 @@ def load(ledger: Ledger, batches: list[dict[str, Any]]) -> None:
     transaction that moves these shards to `collected`."""
     by_endpoint: dict[str, list[dict[str, str]]] = {}
     for b in batches:
+        shard = b if "endpoint" in b and "line_count" in b else {**ledger.shard(b["shard_id"]), **b}
+        b.update(endpoint=shard["endpoint"], line_count=shard["line_count"])
         for f in b["files"]:
             if f.stat().st_size > 0:
                 by_endpoint.setdefault(b["endpoint"], []).append(
