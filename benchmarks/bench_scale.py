@@ -86,9 +86,14 @@ def run_step(step: str, payload: dict) -> dict:
     )
     lines = [line for line in proc.stdout.splitlines() if line.startswith(MARK)]
     if proc.returncode != 0 or not lines:
-        sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-5000:])
-        raise SystemExit(f"step {step} failed (exit {proc.returncode})")
+        sys.stderr.write(proc.stderr[-2000:])
+        errors = [line for line in proc.stderr.splitlines() if "Error" in line or "Exception" in line]
+        raise StepFailed(errors[-1] if errors else f"exit {proc.returncode}")
     return json.loads(lines[-1][len(MARK):])
+
+
+class StepFailed(Exception):
+    """A step's process failed (e.g. DuckDB ran out of its memory limit): reported, never hidden."""
 
 
 def measure_size(rows: int, args, cache: Path) -> dict[str, dict]:
@@ -103,13 +108,32 @@ def measure_size(rows: int, args, cache: Path) -> dict[str, dict]:
 
     def step(name: str) -> None:
         os.sync()
-        results[name] = run_step(name, payload)
+        try:
+            results[name] = run_step(name, payload)
+        except StepFailed as exc:
+            h.log(f"{rows:>11,} rows  {name:<8} FAILED: {exc}")
+            results[name] = {"failed": str(exc)}
+            raise
         r = results[name]
         h.log(f"{rows:>11,} rows  {name:<8} {r['seconds']:8.2f} s  peak RSS {r['rss_mb']:7.0f} MB  "
               f"{ {k: v for k, v in r['extra'].items() if k != 'provider_calls'} }")
 
-    step("plan")
-    step("run")
+    try:
+        step("plan")
+        step("run")
+        prepare_outputs(rows, args, root, payload)
+        for name in ("collect", "rerun", "retry", "sync"):
+            step(name)
+    except StepFailed:
+        pass  # the rest of this size depends on the failed step
+    results["_sizes"] = {"warehouse_mb": (root / "warehouse.duckdb").stat().st_size / 1e6,
+                         "output_mb": payload.get("output_bytes", 0) / 1e6}
+    if not args.keep:
+        shutil.rmtree(root, ignore_errors=True)
+    return results
+
+
+def prepare_outputs(rows: int, args, root: Path, payload: dict) -> None:
     # Set-up, not timed: the answers the provider would return, one file per shard.
     import duckdb
 
@@ -128,13 +152,7 @@ def measure_size(rows: int, args, cache: Path) -> dict[str, dict]:
           f"in {time.perf_counter() - t0:.1f} s")
     payload["outputs"] = {k: str(v) for k, v in outputs.items()}
     payload["line_counts"] = counts
-    for name in ("collect", "rerun", "retry", "sync"):
-        step(name)
-    results["_sizes"] = {"warehouse_mb": (root / "warehouse.duckdb").stat().st_size / 1e6,
-                         "output_mb": out_bytes / 1e6}
-    if not args.keep:
-        shutil.rmtree(root, ignore_errors=True)
-    return results
+    payload["output_bytes"] = out_bytes
 
 
 def plot(path: Path, sizes: list[int], table: dict[int, dict[str, dict]], max_rss: float) -> None:
@@ -145,8 +163,12 @@ def plot(path: Path, sizes: list[int], table: dict[int, dict[str, dict]], max_rs
 
     fig, (ax_rss, ax_s) = plt.subplots(1, 2, figsize=(11, 4.2))
     for name in STEPS:
-        ax_rss.plot(sizes, [table[n][name]["rss_mb"] for n in sizes], marker="o", label=name)
-        ax_s.plot(sizes, [table[n][name]["seconds"] for n in sizes], marker="o", label=name)
+        done = [n for n in sizes if "rss_mb" in table[n].get(name, {})]
+        ax_rss.plot(done, [table[n][name]["rss_mb"] for n in done], marker="o", label=name)
+        ax_s.plot(done, [table[n][name]["seconds"] for n in done], marker="o", label=name)
+        for n in sizes:
+            if "failed" in table[n].get(name, {}):
+                ax_rss.plot([n], [max_rss], marker="x", color="red", markersize=10)
     ax_rss.axhline(max_rss, color="grey", linestyle="--", linewidth=1, label=f"{max_rss:.0f} MB bound")
     for ax, title, unit in ((ax_rss, "peak RSS per command", "MB"), (ax_s, "seconds per command", "s")):
         ax.set_xscale("log")
@@ -154,8 +176,10 @@ def plot(path: Path, sizes: list[int], table: dict[int, dict[str, dict]], max_rs
         ax.set_ylabel(unit)
         ax.set_title(title)
         ax.grid(True, which="both", alpha=0.3)
-    ax_s.set_yscale("log")
-    ax_rss.set_ylim(0, max(max_rss * 1.15, max(table[n][s]["rss_mb"] for n in sizes for s in STEPS) * 1.1))
+    if any("seconds" in table[n].get(name, {}) for n in sizes for name in STEPS):
+        ax_s.set_yscale("log")
+    ax_rss.set_ylim(0, max([max_rss * 1.15] + [table[n][s]["rss_mb"] * 1.1 for n in sizes for s in STEPS
+                                               if "rss_mb" in table[n].get(s, {})]))
     ax_rss.legend(fontsize=8)
     fig.suptitle("warehouse_batch: cost against rows (default settings, one process per command)")
     fig.tight_layout()
@@ -177,6 +201,8 @@ def main() -> None:
     p.add_argument("--memory-limit", default=None, help="default: the library's own")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--keep", action="store_true", help="keep each size's warehouse and files")
+    p.add_argument("--replot", default=None, metavar="JSON",
+                   help="only draw the plot (to --plot) from figures saved by --json, or typed in from a log")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     p.add_argument("--payload", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -184,6 +210,11 @@ def main() -> None:
         child(args.child, json.loads(args.payload))
         return
 
+    if args.replot:
+        saved = json.loads(Path(args.replot).read_text())
+        steps = {int(n): v for n, v in saved["steps"].items()}
+        plot(Path(args.plot or Path(__file__).resolve().parent / "scale.png"), sorted(steps), steps, args.max_rss)
+        return
     sizes = sorted(int(s) for s in args.sizes.split(","))
     cache = _data.cache_dir(args.cache_dir)
     table: dict[int, dict[str, dict]] = {}
@@ -195,11 +226,22 @@ def main() -> None:
     head = ["step"] + [f"{n:,} rows s" for n in sizes] + [f"{n:,} rows MB" for n in sizes] + [
         f"RSS {largest:,}/{reference:,}", f"s {largest:,}/{reference:,}"]
     body, failures = [], []
+
+    def cell(n: int, name: str, key: str, fmt: str) -> str:
+        got = table[n].get(name, {})
+        return format(got[key], fmt) if key in got else ("FAILED" if "failed" in got else "—")
+
     for name in STEPS:
-        rss = [table[n][name]["rss_mb"] for n in sizes]
-        secs = [table[n][name]["seconds"] for n in sizes]
+        for n in sizes:
+            if "failed" in table[n].get(name, {}):
+                failures.append(f"{name} at {n:,} rows failed: {table[n][name]['failed']}")
+        if not all("rss_mb" in table[n].get(name, {}) for n in (largest, reference)):
+            body.append([name] + [cell(n, name, "seconds", ".2f") for n in sizes]
+                        + [cell(n, name, "rss_mb", ",.0f") for n in sizes] + ["—", "—"])
+            continue
         growth = table[largest][name]["rss_mb"] / table[reference][name]["rss_mb"]
-        body.append([name] + [f"{s:.2f}" for s in secs] + [f"{r:,.0f}" for r in rss]
+        body.append([name] + [cell(n, name, "seconds", ".2f") for n in sizes]
+                    + [cell(n, name, "rss_mb", ",.0f") for n in sizes]
                     + [f"{growth:.2f}×", f"{table[largest][name]['seconds'] / table[reference][name]['seconds']:.1f}×"])
         if table[largest][name]["rss_mb"] > args.max_rss:
             failures.append(f"{name}: peak RSS {table[largest][name]['rss_mb']:.0f} MB at {largest:,} rows "
@@ -211,11 +253,10 @@ def main() -> None:
           "default settings")
     h.print_table("", head, body)
     for n in sizes:
-        extra = {s: table[n][s]["extra"] for s in ("rerun",)}
-        print(f"{n:,} rows: rerun sent {extra['rerun'].get('to_submit')} requests "
-              f"({extra['rerun'].get('created')} batches created); collect statuses "
-              f"{table[n]['collect']['extra'].get('statuses')}; warehouse {table[n]['_sizes']['warehouse_mb']:,.0f} MB, "
-              f"outputs {table[n]['_sizes']['output_mb']:,.0f} MB")
+        rerun = table[n].get("rerun", {}).get("extra", {})
+        print(f"{n:,} rows: rerun sent {rerun.get('to_submit')} requests ({rerun.get('created')} batches created); "
+              f"collect statuses {table[n].get('collect', {}).get('extra', {}).get('statuses')}; "
+              f"warehouse {table[n]['_sizes']['warehouse_mb']:,.0f} MB, outputs {table[n]['_sizes']['output_mb']:,.0f} MB")
     print(f"environment: {h.environment()}")
     plot_path = Path(args.plot) if args.plot else Path(__file__).resolve().parent / "scale.png"
     plot(plot_path, sizes, table, args.max_rss)
