@@ -342,9 +342,17 @@ def open_store(db: Path, src: Path, work_dir: Path, *, threads: int | None = Non
 
     from warehouse_batch.warehouses import DuckDBWarehouse
 
+    from warehouse_batch.warehouses.duckdb import DEFAULT_MEMORY_LIMIT
+
     con = duckdb.connect(str(db))
     con.execute(f"ATTACH '{src}' AS src (READ_ONLY)")
-    store = DuckDBWarehouse(con, work_dir=work_dir, memory_limit=memory_limit, threads=threads)
+    # The library's own defaults for a file it opens itself (a given connection keeps its settings):
+    # a bounded buffer pool that spills to the work directory.
+    con.execute("SET preserve_insertion_order = false")
+    Path(work_dir).mkdir(parents=True, exist_ok=True)
+    con.execute(f"SET temp_directory = '{Path(work_dir) / 'duckdb_tmp'}'")
+    store = DuckDBWarehouse(con, work_dir=work_dir, memory_limit=memory_limit or DEFAULT_MEMORY_LIMIT,
+                            threads=threads)
     store.bench_connection = con  # a warehouse never closes a connection it was given: close_store does
     return store
 

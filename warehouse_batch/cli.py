@@ -55,7 +55,7 @@ def _common(fn: Callable) -> Callable:
     fn = click.option("--prices", type=click.Path(dir_okay=False), default=None,
                       help="JSON price list overriding the shipped one (default: $WAREHOUSE_BATCH_PRICES).")(fn)
     fn = click.option("--threads", type=int, default=None, help="DuckDB threads (default: all cores).")(fn)
-    fn = click.option("--memory-limit", default=None, help="DuckDB memory limit, e.g. 2GB (default: DuckDB's).")(fn)
+    fn = click.option("--memory-limit", default=None, help="DuckDB memory limit, e.g. 2GB (default: 256MB; DuckDB spills to the work dir beyond it).")(fn)
     fn = click.option("--json", "as_json", is_flag=True, help="Print a JSON report on stdout (for scripts).")(fn)
     fn = click.option(
         "--work-dir", type=click.Path(file_okay=False, path_type=Path), default=None,

@@ -326,6 +326,13 @@ class Ledger:
         return self.warehouse.rows(
             f"SELECT * FROM {SCHEMA}.batches WHERE {' AND '.join(where)} ORDER BY shard_id", params)
 
+    def shard(self, shard_id: str) -> Shard:
+        """One shard's row (NotFoundError if there is none)."""
+        found = self.warehouse.rows(f"SELECT * FROM {SCHEMA}.batches WHERE shard_id = ?", [shard_id])
+        if not found:
+            raise NotFoundError(f"no shard {shard_id!r} in this warehouse")
+        return found[0]
+
     def move(self, shard_id: str, to: ShardState, **values: Any) -> None:
         """Compare-and-set a shard to `to` (with other columns); IllegalTransition if it is not in a
         state that leads there."""
@@ -452,20 +459,44 @@ class Ledger:
         return {"live_batches": int(live), "done": int(done), "total": int(total), "eta_seconds": eta}
 
     # -- results -----------------------------------------------------------------------------
-    def insert_results(self, files: list[str], sources: list[dict[str, str]]) -> None:
-        """Load answer lines from downloaded files (each mapped to its batch and shard) into results."""
+    def insert_results(self, load_sql: str, files: list[str], sources: list[dict[str, str]]) -> None:
+        """Load answer lines from downloaded files (each mapped to its batch and shard) into results,
+        with `load_sql` (results.load_sql: the endpoint's own reader)."""
         if files:
-            self.warehouse.execute(read_sql("duckdb/load_results.sql"), {"files": files, "sources": json.dumps(sources)})
+            self.warehouse.execute(load_sql, {"files": files, "sources": json.dumps(sources)})
+
+    def drop_repeated_answers(self, shard_ids: list[str]) -> None:
+        """Keep one answer per request among those just loaded for these shards (a completed one
+        first) when a batch's files repeated a custom_id. The check groups 64-bit hashes of the
+        request hashes only; the exact pass runs only if two of them collide."""
+        if not shard_ids:
+            return
+        scope = f"shard_id IN (SELECT unnest(CAST(? AS VARCHAR[])))"
+        repeated = self.warehouse.scalar(
+            f"SELECT count(*) FROM (SELECT hash(request_hash) FROM {SCHEMA}.results WHERE {scope} "
+            "GROUP BY 1 HAVING count(*) > 1)", [shard_ids])
+        if repeated:
+            self.warehouse.execute(
+                f"""DELETE FROM {SCHEMA}.results WHERE rowid IN (
+                        SELECT rowid FROM {SCHEMA}.results WHERE {scope}
+                        QUALIFY row_number() OVER (PARTITION BY request_hash
+                                                   ORDER BY status = 'completed' DESC, rowid) > 1)""",
+                [shard_ids])
+
+    def answered_counts(self, shard_ids: list[str]) -> dict[str, int]:
+        """Results per shard (answers and settled outcomes) among these shards."""
+        return dict(self.warehouse.execute(
+            f"SELECT shard_id, count(*) FROM {SCHEMA}.results WHERE shard_id IN (SELECT unnest(CAST(? AS VARCHAR[]))) "
+            "GROUP BY shard_id", [shard_ids]).fetchall())
 
     def settle_unanswered(self, shard: Shard, status: str, code: str, message: str,
                           line_errors: list[dict[str, Any]] | None = None) -> None:
         """Give each request of the shard that got no answer line one final state (`status`, with an
         error code and message); a validation error naming a line lands on that line's request."""
-        self.warehouse.execute(
-            read_sql("duckdb/missing_results.sql"),
-            {"shard_id": shard["shard_id"], "batch_id": shard.get("batch_id"), "status": status,
-             "error_code": code, "error_message": message, "line_errors": json.dumps(line_errors or [])},
-        )
+        values = {"shard_id": shard["shard_id"], "batch_id": shard.get("batch_id"), "status": status,
+                  "error_code": code, "error_message": message, "line_errors": json.dumps(line_errors or [])}
+        for statement in _statements(read_sql("duckdb/missing_results.sql")):
+            self.warehouse.execute(statement, {k: v for k, v in values.items() if f"${k}" in statement})
 
     def related_jobs(self, job_name: str) -> set[str]:
         """Jobs whose unfinished batches hold requests this job's rows need (itself, a renamed model's

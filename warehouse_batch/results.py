@@ -1,8 +1,12 @@
 """Downloaded output/error files → `warehouse_batch.results`, the answer cache keyed by request hash.
 
-Every answer line is loaded by one DuckDB `read_json` statement (`sql/duckdb/load_results.sql`);
-then each request that got no line gets its batch's outcome, so every request ends in exactly one
-state. The writes go through the ledger; this module decides what they say.
+Every answer line is loaded by one streaming DuckDB `read_json` statement per endpoint
+(`sql/duckdb/load_results.sql`), parsed with that endpoint's own schema (`ANSWER_SHAPES`); then each
+request that got no line gets its batch's outcome, so every request ends in exactly one state.
+Exactly once comes from the transaction that loads a batch and moves its shard to `collected`
+(a compare-and-set: a batch is loaded once), not from a per-answer primary key; the only place a
+custom_id can repeat — two lines of the same batch — is checked on the rows just loaded.
+The writes go through the ledger; this module decides what they say.
 """
 
 from __future__ import annotations
@@ -11,7 +15,9 @@ import re
 from pathlib import Path
 from typing import Any
 
+from warehouse_batch import endpoints
 from warehouse_batch.ledger import Ledger, Shard
+from warehouse_batch.sqlfiles import read_sql
 
 #: What a request that got no line in its batch's files becomes, by the batch's final status.
 NO_LINE = {
@@ -24,17 +30,95 @@ NO_LINE = {
 _CUSTOM_ID = re.compile(rb'^\{"custom_id":"([0-9a-f]{64})"')
 
 
+_USAGE_CHAT = ("usage STRUCT(prompt_tokens BIGINT, completion_tokens BIGINT, "
+               "prompt_tokens_details STRUCT(cached_tokens BIGINT), completion_tokens_details STRUCT(reasoning_tokens BIGINT))")
+_TOKENS_CHAT = ("b.usage.prompt_tokens AS input_tokens, b.usage.completion_tokens AS output_tokens, "
+                "b.usage.prompt_tokens_details.cached_tokens AS cached_tokens, "
+                "b.usage.completion_tokens_details.reasoning_tokens AS reasoning_tokens")
+_NO_ANSWER_TEXT = "NULL AS content, NULL AS finish_reason, NULL AS refusal"
+
+#: Per answer shape: (the response body's STRUCT fields, the answer columns over `b`, embeddings).
+#: Only what the output table uses is parsed; extra keys of a line are skipped by the reader.
+ANSWER_SHAPES: dict[str, tuple[str, str, str]] = {
+    "chat": (
+        "model VARCHAR, choices STRUCT(message STRUCT(content VARCHAR, refusal VARCHAR), finish_reason VARCHAR)[], "
+        + _USAGE_CHAT,
+        "b.choices[1].message.content AS content, b.choices[1].finish_reason AS finish_reason, "
+        "b.choices[1].message.refusal AS refusal, b.model AS model, " + _TOKENS_CHAT,
+        "NULL",
+    ),
+    "completions": (
+        "model VARCHAR, choices STRUCT(text VARCHAR, finish_reason VARCHAR)[], " + _USAGE_CHAT,
+        "b.choices[1].text AS content, b.choices[1].finish_reason AS finish_reason, NULL AS refusal, "
+        "b.model AS model, " + _TOKENS_CHAT,
+        "NULL",
+    ),
+    "responses": (
+        "model VARCHAR, status VARCHAR, incomplete_details STRUCT(reason VARCHAR), "
+        "output STRUCT(type VARCHAR, content STRUCT(type VARCHAR, text VARCHAR, refusal VARCHAR)[])[], "
+        "usage STRUCT(input_tokens BIGINT, output_tokens BIGINT, input_tokens_details STRUCT(cached_tokens BIGINT), "
+        "output_tokens_details STRUCT(reasoning_tokens BIGINT))",
+        "nullif(array_to_string(flatten(list_transform(list_filter(b.output, lambda o: o.type = 'message'), "
+        "lambda o: list_transform(list_filter(o.content, lambda c: c.type = 'output_text'), lambda c: c.text))), ''), '') "
+        "AS content, "
+        "coalesce(b.incomplete_details.reason, CASE WHEN b.output IS NOT NULL THEN b.status END) AS finish_reason, "
+        "list_filter(flatten(list_transform(b.output, lambda o: o.content)), lambda c: c.type = 'refusal')[1].refusal "
+        "AS refusal, b.model AS model, b.usage.input_tokens AS input_tokens, b.usage.output_tokens AS output_tokens, "
+        "b.usage.input_tokens_details.cached_tokens AS cached_tokens, "
+        "b.usage.output_tokens_details.reasoning_tokens AS reasoning_tokens",
+        "NULL",
+    ),
+    "embedding": (
+        'model VARCHAR, data STRUCT("index" INTEGER, embedding JSON)[], usage STRUCT(prompt_tokens BIGINT)',
+        f"{_NO_ANSWER_TEXT}, b.model AS model, b.usage.prompt_tokens AS input_tokens, NULL AS output_tokens, "
+        "NULL AS cached_tokens, NULL AS reasoning_tokens",
+        # A vector that is not a list of numbers (e.g. base64 text) becomes a NULL item; publish flags it.
+        "CASE WHEN b.data IS NOT NULL THEN list_transform(list_sort(b.data), lambda d: TRY_CAST(d.embedding AS FLOAT[])) END",
+    ),
+    "moderation": (
+        "model VARCHAR, results JSON",
+        "CAST(b.results AS VARCHAR) AS content, NULL AS finish_reason, NULL AS refusal, b.model AS model, "
+        "NULL AS input_tokens, NULL AS output_tokens, NULL AS cached_tokens, NULL AS reasoning_tokens",
+        "NULL",
+    ),
+}
+
+
+def answer_shape(endpoint: str) -> str:
+    """Which `ANSWER_SHAPES` entry reads the answers of an endpoint (from the endpoint registry)."""
+    record = endpoints.get(endpoint)
+    return record.shape if record.answer == "text" else record.answer
+
+
+def load_sql(endpoint: str) -> str:
+    """The INSERT that loads answer lines of `endpoint` (parameters $files, $sources)."""
+    body, answer, embeddings = ANSWER_SHAPES[answer_shape(endpoint)]
+    return read_sql("duckdb/load_results.sql").format(body=body, answer=answer, embeddings=embeddings)
+
+
 def load(ledger: Ledger, batches: list[dict[str, Any]]) -> None:
-    """Store every answer of the given batches in one statement; then settle each request that got
-    no line. Each item: a shard row plus `files` (downloaded paths) and `errors` (the batch's
-    validation errors). Call in a transaction."""
-    sources = [
-        {"file": str(f), "batch_id": b["batch_id"], "shard_id": b["shard_id"]}
-        for b in batches for f in b["files"] if f.stat().st_size > 0
-    ]
-    ledger.insert_results([s["file"] for s in sources], sources)
+    """Store every answer of the given batches (one statement per endpoint), resolve a custom_id
+    repeated within them, then settle each request that got no line. Each item: a shard row plus
+    `files` (downloaded paths) and `errors` (the batch's validation errors). Call in the
+    transaction that moves these shards to `collected`."""
+    by_endpoint: dict[str, list[dict[str, str]]] = {}
+    for b in batches:
+        shard = b if "endpoint" in b and "line_count" in b else {**ledger.shard(b["shard_id"]), **b}
+        b.update(endpoint=shard["endpoint"], line_count=shard["line_count"])
+        for f in b["files"]:
+            if f.stat().st_size > 0:
+                by_endpoint.setdefault(b["endpoint"], []).append(
+                    {"file": str(f), "batch_id": b["batch_id"], "shard_id": b["shard_id"]})
+    for endpoint, sources in by_endpoint.items():
+        ledger.insert_results(load_sql(endpoint), [s["file"] for s in sources], sources)
+    shard_ids = [b["shard_id"] for b in batches]
+    ledger.drop_repeated_answers(shard_ids)
+    # A shard with an answer for every request it holds has nothing to settle (the usual case):
+    # answers land only on requests whose current shard it is, so the count says it all.
+    answered = ledger.answered_counts(shard_ids)
     for batch in batches:
-        settle(ledger, batch, batch["status"], batch["errors"])
+        if answered.get(batch["shard_id"], 0) < (batch["line_count"] or 0) or batch["errors"]:
+            settle(ledger, batch, batch["status"], batch["errors"])
 
 
 def settle(ledger: Ledger, shard: Shard, batch_status: str, errors: list[dict[str, Any]] | None = None) -> None:

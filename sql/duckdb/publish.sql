@@ -4,8 +4,16 @@
 -- behind json_valid and TRY, or NULL), answer_error / answer_message (why a completed answer is
 -- still a failure; NULL when good), typed (the answer's typed columns, each `expr AS name,`).
 -- A failed answer keeps its raw content, gets NULL typed columns, and never fails the statement.
+-- One pass of hash joins, no window over the rows: the cost is priced here from the few distinct
+-- models (as warehouse_batch.result_costs does, longest price-list prefix) rather than through that
+-- view, which ranks prices per request.
 CREATE OR REPLACE TABLE {target} AS
-WITH joined AS (
+WITH model_prices AS (
+    SELECT m.model, p.input_per_1m, p.cached_input_per_1m, p.output_per_1m, p.batch_discount
+    FROM (SELECT DISTINCT model FROM warehouse_batch.requests) AS m
+    JOIN warehouse_batch.prices AS p ON starts_with(m.model, p.model)
+    QUALIFY row_number() OVER (PARTITION BY m.model ORDER BY length(p.model) DESC) = 1
+), joined AS (
     SELECT q.*,
            res.status AS __wb_status,
            res.content AS __wb_content,
@@ -19,13 +27,17 @@ WITH joined AS (
            res.output_tokens AS __wb_output_tokens,
            coalesce(res.batch_id, b.batch_id) AS __wb_batch_id,
            res.completed_at AS __wb_completed_at,
-           rc.cost_usd AS __wb_cost_usd,
+           CASE WHEN res.input_tokens IS NOT NULL OR res.output_tokens IS NOT NULL THEN
+               (  (coalesce(res.input_tokens, 0) - coalesce(res.cached_tokens, 0)) * mp.input_per_1m
+                + coalesce(res.cached_tokens, 0) * mp.cached_input_per_1m
+                + coalesce(res.output_tokens, 0) * mp.output_per_1m) * mp.batch_discount / 1e6
+           END AS __wb_cost_usd,
            req.attempts AS __wb_attempts
     FROM {rows} AS q
     LEFT JOIN warehouse_batch.results AS res ON res.request_hash = q.__wb_request_hash
     LEFT JOIN warehouse_batch.requests AS req ON req.request_hash = q.__wb_request_hash
     LEFT JOIN warehouse_batch.batches AS b ON b.shard_id = req.shard_id
-    LEFT JOIN warehouse_batch.result_costs AS rc ON rc.request_hash = q.__wb_request_hash
+    LEFT JOIN model_prices AS mp ON mp.model = req.model
 ), parsed AS (
     SELECT *, {parse} AS __wb_parsed FROM joined
 ), judged AS (

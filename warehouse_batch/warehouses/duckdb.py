@@ -25,6 +25,12 @@ from warehouse_batch.warehouses.base import Params, TableKind, WriteMode
 
 #: Seconds a writer waits for a busy file before giving up, unless told otherwise.
 DEFAULT_LOCK_TIMEOUT = 15.0
+#: DuckDB's buffer pool when the caller sets none. DuckDB's own default (80% of RAM) lets a large
+#: job hold gigabytes; with a fixed limit, sorts, joins and aggregates spill to the temp directory
+#: instead, so every command's peak memory stays flat whatever the job's size (benchmarks/
+#: bench_scale.py checks it) and the biggest job fits the smallest machine. Raise it with
+#: --memory-limit for speed on a large machine.
+DEFAULT_MEMORY_LIMIT = "256MB"
 
 
 class DuckDBWarehouse:
@@ -42,13 +48,17 @@ class DuckDBWarehouse:
         lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
         read_only: bool = False,
     ):
-        self._memory_limit, self._threads, self.lock_timeout = memory_limit, threads, lock_timeout
+        self._threads, self.lock_timeout = threads, lock_timeout
         self.read_only = read_only
         self._owned = not isinstance(path, duckdb.DuckDBPyConnection)
+        # An open connection is someone else's (dbt, a notebook): its settings stay theirs unless given.
+        self._memory_limit = memory_limit or (DEFAULT_MEMORY_LIMIT if self._owned else None)
+        self._temp_directory: Path | None = None
         if isinstance(path, duckdb.DuckDBPyConnection):
             # An open connection (a dbt-duckdb plugin, a notebook): use a cursor of it, never close it.
             self._parent = path
             self.con = path.cursor()
+            self._apply_settings(self.con)  # only what the caller asked for
             self.path = str(self.scalar(
                 "SELECT path FROM duckdb_databases() WHERE database_name = current_database()") or ":memory:")
         else:
@@ -58,12 +68,16 @@ class DuckDBWarehouse:
                     f"there is no warehouse at {self.path}; check --db (or $WAREHOUSE_BATCH_DB), or run a job "
                     "first to create it"
                 )
-            self.con = self._connect()
         if work_dir is None:
             base = Path(self.path) if self.path != ":memory:" else Path.cwd() / "memory.duckdb"
             work_dir = base.parent / f"{base.name}.warehouse_batch"
         # Stored paths (shard files) must resolve from any directory a later command runs in.
         self.work_dir = Path(work_dir).expanduser().resolve()
+        if self._owned:
+            if self.path != ":memory:":
+                # Spill files next to the shards (the disk the user chose with --work-dir), not in /tmp.
+                self._temp_directory = self.work_dir / "duckdb_tmp"
+            self.con = self._connect()
         try:
             self.migrate() if not read_only else self._check_schema()
         except BaseException:
@@ -107,11 +121,18 @@ class DuckDBWarehouse:
         # Nothing we write depends on row order (answers map by custom_id), and keeping it costs
         # DuckDB several times the memory on large copies.
         con.execute("SET preserve_insertion_order = false")
+        self._apply_settings(con)
+        return con
+
+    def _apply_settings(self, con: duckdb.DuckDBPyConnection) -> None:
         if self._memory_limit:
             con.execute(f"SET memory_limit = {sql_literal(self._memory_limit)}")
+        if self._temp_directory is not None and not self.read_only:
+            # DuckDB creates only the last folder of the path, and only when it first spills.
+            self._temp_directory.parent.mkdir(parents=True, exist_ok=True)
+            con.execute(f"SET temp_directory = {sql_literal(str(self._temp_directory))}")
         if self._threads:
             con.execute(f"SET threads = {int(self._threads)}")
-        return con
 
     @contextlib.contextmanager
     def released(self) -> Iterator[None]:

@@ -1,0 +1,274 @@
+#!/usr/bin/env python
+"""How time and peak memory grow with rows: every command at 100k, 1M and 10M rows, one process each.
+
+    .venv/bin/python benchmarks/bench_scale.py                          # 100k, 1M, 10M rows
+    .venv/bin/python benchmarks/bench_scale.py --sizes 20000,100000     # a quick look
+    .venv/bin/python benchmarks/bench_scale.py --plot scale.png --json scale.json
+
+Per size, each step runs in a fresh process against the same warehouse file, at the library's
+default settings (DuckDB memory_limit `DEFAULT_MEMORY_LIMIT`, spilling to the work directory):
+
+* `plan`    — `Runner.plan(job)`: compile, validate, count, estimate (a dry run; nothing stays)
+* `run`     — `Runner.run(job)`: compile → persist → shards → submit (to `_data.LocalProvider`, a
+              stand-in that hands out ids) → publish (every row pending)
+* (set-up, not timed: one synthetic output file per shard in the real chat.completion batch shape,
+  0.5% status-400 error lines, 0.1% truncated answers; the shard files are deleted to save disk)
+* `collect` — `Runner.collect(job)`: poll, download (a hard link), load, publish the typed table
+* `rerun`   — `Runner.run(job, wait=True)` of the unchanged job: must send 0 requests
+* `retry`   — `Runner.retry(job)`: nothing retryable (status 400 is terminal), shards nothing
+* `sync`    — `Runner.collect()` over every job with nothing to do
+
+It prints seconds and peak RSS (VmHWM of the step's process) per step and size, and the ratio of
+the largest size to 1M (or to the second-largest size). It exits 1 when any step's peak RSS at the
+largest size exceeds `--max-rss` MB, or grows beyond `--growth` × its peak at the reference size:
+memory must not grow with rows. Times are reported, never judged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _data  # noqa: E402
+import _harness as h  # noqa: E402
+
+STEPS = ["plan", "run", "collect", "rerun", "retry", "sync"]
+MARK = h.MARK
+
+
+def child(step: str, payload: dict) -> None:
+    from warehouse_batch.runner import Runner
+
+    root = Path(payload["root"])
+    outputs = {k: Path(v) for k, v in payload.get("outputs", {}).items()}
+    store = _data.open_store(root / "warehouse.duckdb", Path(payload["src"]), root / "work",
+                             memory_limit=payload.get("memory_limit"), threads=payload.get("threads"))
+    provider = _data.LocalProvider(outputs, payload.get("line_counts", {}))
+    runner = Runner(store, provider)
+    job = _data.make_job(schema_mode=payload["schema_mode"])
+    extra: dict = {}
+    t0 = time.perf_counter()
+    if step == "plan":
+        report = runner.plan(job)
+        extra = {"to_submit": report.counts.to_submit, "shards": report.counts.shards}
+    elif step == "run":
+        report = runner.run(job)
+        extra = {"to_submit": report.counts.to_submit, "shards": report.counts.shards}
+    elif step == "collect":
+        runner.collect(job.name)
+    elif step == "rerun":
+        report = runner.run(job, wait=True, poll_interval=0.01)
+        extra = {"to_submit": report.counts.to_submit, "created": provider.calls.get("create", 0)}
+    elif step == "retry":
+        report = runner.retry(job.name)
+    elif step == "sync":
+        runner.collect()
+    seconds = time.perf_counter() - t0
+    if step in ("collect", "rerun", "sync"):
+        extra["statuses"] = dict(store.execute(f"SELECT status, count(*) FROM {job.target_table} GROUP BY ALL").fetchall())
+    extra["provider_calls"] = provider.calls
+    _data.close_store(store)
+    h.report(seconds, **extra)
+
+
+def run_step(step: str, payload: dict) -> dict:
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", step, "--payload", json.dumps(payload)],
+        capture_output=True, text=True,
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.startswith(MARK)]
+    if proc.returncode != 0 or not lines:
+        sys.stderr.write(proc.stderr[-2000:])
+        errors = [line for line in proc.stderr.splitlines() if "Error" in line or "Exception" in line]
+        raise StepFailed(errors[-1] if errors else f"exit {proc.returncode}")
+    return json.loads(lines[-1][len(MARK):])
+
+
+class StepFailed(Exception):
+    """A step's process failed (e.g. DuckDB ran out of its memory limit): reported, never hidden."""
+
+
+def measure_size(rows: int, args, cache: Path) -> dict[str, dict]:
+    src = _data.reviews_db(rows, seed=args.seed, directory=cache)
+    schema_mode = _data.resolve_schema_mode(args.schema_mode)
+    root = cache / "runs" / f"scale_{rows}"
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    payload = {"root": str(root), "src": str(src), "schema_mode": schema_mode,
+               "memory_limit": args.memory_limit, "threads": args.threads}
+    results: dict[str, dict] = {}
+
+    def step(name: str) -> None:
+        os.sync()
+        try:
+            results[name] = run_step(name, payload)
+        except StepFailed as exc:
+            h.log(f"{rows:>11,} rows  {name:<8} FAILED: {exc}")
+            results[name] = {"failed": str(exc)}
+            raise
+        r = results[name]
+        h.log(f"{rows:>11,} rows  {name:<8} {r['seconds']:8.2f} s  peak RSS {r['rss_mb']:7.0f} MB  "
+              f"{ {k: v for k, v in r['extra'].items() if k != 'provider_calls'} }")
+
+    try:
+        step("plan")
+        step("run")
+        prepare_outputs(rows, args, root, payload)
+        for name in ("collect", "rerun", "retry", "sync"):
+            step(name)
+    except StepFailed:
+        pass  # the rest of this size depends on the failed step
+    results["_sizes"] = {"warehouse_mb": (root / "warehouse.duckdb").stat().st_size / 1e6,
+                         "output_mb": payload.get("output_bytes", 0) / 1e6}
+    if not args.keep:
+        shutil.rmtree(root, ignore_errors=True)
+    return results
+
+
+def prepare_outputs(rows: int, args, root: Path, payload: dict) -> None:
+    # Set-up, not timed: the answers the provider would return, one file per shard.
+    import duckdb
+
+    t0 = time.perf_counter()
+    con = duckdb.connect(str(root / "warehouse.duckdb"))
+    con.execute("SET preserve_insertion_order = false")
+    outputs = _data.write_output_files(
+        con, "SELECT shard_id, request_hash FROM warehouse_batch.requests WHERE shard_id IS NOT NULL",
+        root / "outputs", seed=args.seed)
+    counts = dict(con.execute(
+        "SELECT shard_id, count(*) FROM warehouse_batch.requests WHERE shard_id IS NOT NULL GROUP BY 1").fetchall())
+    con.close()
+    shutil.rmtree(root / "work" / "bench_reviews" / "shards", ignore_errors=True)  # sent: only disk now
+    out_bytes = sum(p.stat().st_size for p in outputs.values())
+    h.log(f"set-up: {len(outputs)} output files, {sum(counts.values()):,} lines ({out_bytes / 1e6:,.0f} MB) "
+          f"in {time.perf_counter() - t0:.1f} s")
+    payload["outputs"] = {k: str(v) for k, v in outputs.items()}
+    payload["line_counts"] = counts
+    payload["output_bytes"] = out_bytes
+
+
+def plot(path: Path, sizes: list[int], table: dict[int, dict[str, dict]], max_rss: float) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_rss, ax_s) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for name in STEPS:
+        done = [n for n in sizes if "rss_mb" in table[n].get(name, {})]
+        ax_rss.plot(done, [table[n][name]["rss_mb"] for n in done], marker="o", label=name)
+        ax_s.plot(done, [table[n][name]["seconds"] for n in done], marker="o", label=name)
+        for n in sizes:
+            if "failed" in table[n].get(name, {}):
+                ax_rss.plot([n], [max_rss], marker="x", color="red", markersize=10)
+    ax_rss.axhline(max_rss, color="grey", linestyle="--", linewidth=1, label=f"{max_rss:.0f} MB bound")
+    for ax, title, unit in ((ax_rss, "peak RSS per command", "MB"), (ax_s, "seconds per command", "s")):
+        ax.set_xscale("log")
+        ax.set_xlabel("rows")
+        ax.set_ylabel(unit)
+        ax.set_title(title)
+        ax.grid(True, which="both", alpha=0.3)
+    if any("seconds" in table[n].get(name, {}) for n in sizes for name in STEPS):
+        ax_s.set_yscale("log")
+    ax_rss.set_ylim(0, max([max_rss * 1.15] + [table[n][s]["rss_mb"] * 1.1 for n in sizes for s in STEPS
+                                               if "rss_mb" in table[n].get(s, {})]))
+    ax_rss.legend(fontsize=8)
+    fig.suptitle("warehouse_batch: cost against rows (default settings, one process per command)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    h.log(f"plot written to {path}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    p.add_argument("--sizes", default="100000,1000000,10000000")
+    p.add_argument("--max-rss", type=float, default=600.0, help="MB no step may exceed at the largest size")
+    p.add_argument("--growth", type=float, default=1.2,
+                   help="largest size's peak / reference size's peak, per step, must stay under this")
+    p.add_argument("--plot", default=None, help="PNG path (default: benchmarks/scale.png)")
+    p.add_argument("--json", default=None)
+    p.add_argument("--cache-dir", default=None)
+    p.add_argument("--seed", type=int, default=_data.DEFAULT_SEED)
+    p.add_argument("--schema-mode", default="auto", choices=["auto", "output_schema", "params"])
+    p.add_argument("--memory-limit", default=None, help="default: the library's own")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--keep", action="store_true", help="keep each size's warehouse and files")
+    p.add_argument("--replot", default=None, metavar="JSON",
+                   help="only draw the plot (to --plot) from figures saved by --json, or typed in from a log")
+    p.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--payload", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        child(args.child, json.loads(args.payload))
+        return
+
+    if args.replot:
+        saved = json.loads(Path(args.replot).read_text())
+        steps = {int(n): v for n, v in saved["steps"].items()}
+        plot(Path(args.plot or Path(__file__).resolve().parent / "scale.png"), sorted(steps), steps, args.max_rss)
+        return
+    sizes = sorted(int(s) for s in args.sizes.split(","))
+    cache = _data.cache_dir(args.cache_dir)
+    table: dict[int, dict[str, dict]] = {}
+    for rows in sizes:
+        table[rows] = measure_size(rows, args, cache)
+
+    largest = sizes[-1]
+    reference = 1_000_000 if 1_000_000 in sizes and largest != 1_000_000 else (sizes[-2] if len(sizes) > 1 else largest)
+    head = ["step"] + [f"{n:,} rows s" for n in sizes] + [f"{n:,} rows MB" for n in sizes] + [
+        f"RSS {largest:,}/{reference:,}", f"s {largest:,}/{reference:,}"]
+    body, failures = [], []
+
+    def cell(n: int, name: str, key: str, fmt: str) -> str:
+        got = table[n].get(name, {})
+        return format(got[key], fmt) if key in got else ("FAILED" if "failed" in got else "—")
+
+    for name in STEPS:
+        for n in sizes:
+            if "failed" in table[n].get(name, {}):
+                failures.append(f"{name} at {n:,} rows failed: {table[n][name]['failed']}")
+        if not all("rss_mb" in table[n].get(name, {}) for n in (largest, reference)):
+            body.append([name] + [cell(n, name, "seconds", ".2f") for n in sizes]
+                        + [cell(n, name, "rss_mb", ",.0f") for n in sizes] + ["—", "—"])
+            continue
+        growth = table[largest][name]["rss_mb"] / table[reference][name]["rss_mb"]
+        body.append([name] + [cell(n, name, "seconds", ".2f") for n in sizes]
+                    + [cell(n, name, "rss_mb", ",.0f") for n in sizes]
+                    + [f"{growth:.2f}×", f"{table[largest][name]['seconds'] / table[reference][name]['seconds']:.1f}×"])
+        if table[largest][name]["rss_mb"] > args.max_rss:
+            failures.append(f"{name}: peak RSS {table[largest][name]['rss_mb']:.0f} MB at {largest:,} rows "
+                            f"> {args.max_rss:.0f} MB")
+        if largest != reference and growth > args.growth:
+            failures.append(f"{name}: peak RSS grew {growth:.2f}× from {reference:,} to {largest:,} rows "
+                            f"(bound {args.growth:.2f}×)")
+    print(f"\nEvery command at {', '.join(f'{n:,}' for n in sizes)} rows — one fresh process per step, "
+          "default settings")
+    h.print_table("", head, body)
+    for n in sizes:
+        rerun = table[n].get("rerun", {}).get("extra", {})
+        print(f"{n:,} rows: rerun sent {rerun.get('to_submit')} requests ({rerun.get('created')} batches created); "
+              f"collect statuses {table[n].get('collect', {}).get('extra', {}).get('statuses')}; "
+              f"warehouse {table[n]['_sizes']['warehouse_mb']:,.0f} MB, outputs {table[n]['_sizes']['output_mb']:,.0f} MB")
+    print(f"environment: {h.environment()}")
+    plot_path = Path(args.plot) if args.plot else Path(__file__).resolve().parent / "scale.png"
+    plot(plot_path, sizes, table, args.max_rss)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"sizes": sizes, "steps": table, "environment": h.environment()},
+                                              indent=2, default=str))
+    if failures:
+        print("MEMORY BOUND NOT MET:\n  " + "\n  ".join(failures))
+        raise SystemExit(1)
+    print(f"memory bound met: every step ≤ {args.max_rss:.0f} MB at {largest:,} rows and within "
+          f"{args.growth:.2f}× of {reference:,} rows")
+
+
+if __name__ == "__main__":
+    main()
