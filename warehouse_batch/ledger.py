@@ -452,6 +452,11 @@ class Ledger:
             )
         }
 
+    def live_job_names(self) -> set[str]:
+        """Jobs with batches not yet collected (one query, however many jobs are waited for)."""
+        return {row[0] for row in self.warehouse.execute(
+            f"SELECT DISTINCT job_name FROM {SCHEMA}.batches WHERE state <> 'collected'").fetchall()}
+
     def progress(self, job_name: str | None) -> dict[str, Any]:
         """Requests done / total across live batches, and an estimated time left from the rate so far."""
         live, done, total, elapsed = self.warehouse.one(read_sql("ledger/progress.sql"), {"job": job_name})

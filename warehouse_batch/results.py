@@ -11,12 +11,12 @@ The writes go through the ledger; this module decides what they say.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 from warehouse_batch import endpoints
 from warehouse_batch.ledger import Ledger, Shard
+from warehouse_batch.shards import LINE_CUSTOM_ID
 from warehouse_batch.sqlfiles import read_sql
 
 #: What a request that got no line in its batch's files becomes, by the batch's final status.
@@ -26,8 +26,6 @@ NO_LINE = {
     "cancelled": ("cancelled", "batch_cancelled", "the batch was cancelled before this request ran"),
     "completed": ("failed", "missing_result", "the batch completed without a result line for this request"),
 }
-#: Our shard lines start with the custom_id (the request hash), so a line number maps back cheaply.
-_CUSTOM_ID = re.compile(rb'^\{"custom_id":"([0-9a-f]{64})"')
 
 
 _USAGE_CHAT = ("usage STRUCT(prompt_tokens BIGINT, completion_tokens BIGINT, "
@@ -146,7 +144,7 @@ def _line_errors(errors: list[dict[str, Any]], shard_path: str | None) -> list[d
     with open(shard_path, "rb") as handle:
         for number, line in enumerate(handle, start=1):
             if number in wanted:
-                match = _CUSTOM_ID.match(line)
+                match = LINE_CUSTOM_ID.match(line)
                 if match:
                     found.append({**wanted[number], "custom_id": match.group(1).decode()})
                 if len(found) == len(wanted):

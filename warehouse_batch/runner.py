@@ -379,8 +379,8 @@ class Runner:
             names = self._job_names(job_name)
             self.collect(job_name, always_publish=False, publish_tables=publish_tables)
             # Shards deferred by provider trouble (quota, a spurious failure) are still to come.
-            live = {n for n in names if self.ledger.progress(n)["live_batches"]
-                    or (self.submit_enabled and self.ledger.deferred(n))}
+            with_batches = self.ledger.live_job_names()
+            live = {n for n in names if n in with_batches or (self.submit_enabled and self.ledger.deferred(n))}
             failed = {n: e for n, e in self.failures.items() if n in names}
             outage = {n for n, e in failed.items() if e.transient}
             # A job that fails for a reason of its own stops being waited for; an outage is waited out.

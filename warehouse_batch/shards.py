@@ -213,7 +213,9 @@ def write_shards(
         raise
 
 
-_CUSTOM_ID = re.compile(rb'^\{"custom_id":"([^"]+)"')
+#: Our shard lines start with the custom_id (the request hash), so a line maps back to its request
+#: without parsing it (splitting a shard, naming the request of a validation error's line).
+LINE_CUSTOM_ID = re.compile(rb'^\{"custom_id":"([0-9a-f]{64})"')
 
 
 def split_shard(path: Path, shard_id: str, tokens: dict[str, int], cap: int, *, endpoint: str,
@@ -226,7 +228,7 @@ def split_shard(path: Path, shard_id: str, tokens: dict[str, int], cap: int, *, 
     current: _SplitFile | None = None
     with open(path, "rb") as handle:
         for line in handle:
-            match = _CUSTOM_ID.match(line)
+            match = LINE_CUSTOM_ID.match(line)
             if match is None:
                 continue
             custom_id = match.group(1).decode()
@@ -242,31 +244,6 @@ def split_shard(path: Path, shard_id: str, tokens: dict[str, int], cap: int, *, 
     if current is not None:
         children.append(current.finish())
     return children, assignment
-
-
-class _SplitFile:
-    def __init__(self, number: int, shard_id: str, directory: Path, endpoint: str, model: str | None):
-        self.number, self.shard_id, self.endpoint, self.model = number, shard_id, endpoint, model
-        self.path = directory / f"{shard_id}.jsonl"
-        self.tmp = directory / f"{shard_id}.jsonl.tmp"
-        self.handle = open(self.tmp, "wb")
-        self.digest = hashlib.sha256()
-        self.lines = self.bytes = self.tokens = 0
-
-    def add(self, line: bytes, weight: int) -> None:
-        self.handle.write(line)
-        self.digest.update(line)
-        self.lines += 1
-        self.bytes += len(line)
-        self.tokens += weight
-
-    def finish(self) -> ShardFile:
-        self.handle.flush()
-        os.fsync(self.handle.fileno())
-        self.handle.close()
-        os.replace(self.tmp, self.path)
-        return ShardFile(self.number, self.shard_id, self.endpoint, self.model, self.path, self.lines, self.bytes,
-                         self.digest.hexdigest(), self.tokens)
 
 
 def _mb(n: int) -> str:
@@ -285,16 +262,19 @@ class _OpenShard:
         self.digest = hashlib.sha256()
         self.lines = 0
         self.bytes = 0
+        self.tokens: int | None = None
 
     def write(self, lines: pa.Array | pa.ChunkedArray) -> None:
         """Append lines (each ending in a newline) straight from their Arrow data buffers."""
         chunks = lines.chunks if isinstance(lines, pa.ChunkedArray) else [lines]
         for chunk in chunks:
-            data = _string_bytes(chunk)
-            self.handle.write(data)
-            self.digest.update(data)
-            self.lines += len(chunk)
-            self.bytes += len(data)
+            self._append(_string_bytes(chunk), len(chunk))
+
+    def _append(self, data: bytes | memoryview, lines: int) -> None:
+        self.handle.write(data)
+        self.digest.update(data)
+        self.lines += lines
+        self.bytes += len(data)
 
     def finish(self) -> ShardFile:
         self.handle.flush()
@@ -302,7 +282,7 @@ class _OpenShard:
         self.handle.close()
         os.replace(self.tmp, self.path)
         return ShardFile(self.shard_no, self.shard_id, self.endpoint, self.model, self.path, self.lines, self.bytes,
-                         self.digest.hexdigest())
+                         self.digest.hexdigest(), self.tokens)
 
     def discard(self) -> None:
         """Close without keeping anything: the handle (its unflushed buffer may not fit on a full
@@ -313,6 +293,18 @@ class _OpenShard:
             pass
         self.tmp.unlink(missing_ok=True)
         self.path.unlink(missing_ok=True)
+
+
+class _SplitFile(_OpenShard):
+    """A file of a split shard: whole lines copied from the parent, with their estimated tokens."""
+
+    def __init__(self, number: int, shard_id: str, directory: Path, endpoint: str, model: str | None):
+        super().__init__(number, shard_id, directory, endpoint, model)
+        self.tokens = 0
+
+    def add(self, line: bytes, weight: int) -> None:
+        self._append(line, 1)
+        self.tokens += weight
 
 
 def _string_bytes(array: pa.Array) -> memoryview | bytes:
