@@ -402,10 +402,10 @@ def prepare_submitted(directory: Path, src: Path, job, *, seed: int = DEFAULT_SE
     try:
         Runner(store, LocalProvider()).run(job)
         outputs = write_output_files(
-            store.con, "SELECT shard_id, request_hash FROM warehouse_batch.requests WHERE shard_id IS NOT NULL",
+            store.con, "SELECT shard_id, request_hash FROM warehouse_batch.request_attempts",
             directory / "outputs", seed=seed)
         counts = dict(store.execute(
-            "SELECT shard_id, count(*) FROM warehouse_batch.requests WHERE shard_id IS NOT NULL GROUP BY 1").fetchall())
+            "SELECT shard_id, count(*) FROM warehouse_batch.request_attempts GROUP BY 1").fetchall())
         store.execute("CHECKPOINT")
     finally:
         close_store(store)

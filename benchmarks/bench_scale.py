@@ -141,10 +141,10 @@ def prepare_outputs(rows: int, args, root: Path, payload: dict) -> None:
     con = duckdb.connect(str(root / "warehouse.duckdb"))
     con.execute("SET preserve_insertion_order = false")
     outputs = _data.write_output_files(
-        con, "SELECT shard_id, request_hash FROM warehouse_batch.requests WHERE shard_id IS NOT NULL",
+        con, "SELECT shard_id, request_hash FROM warehouse_batch.request_attempts",
         root / "outputs", seed=args.seed)
     counts = dict(con.execute(
-        "SELECT shard_id, count(*) FROM warehouse_batch.requests WHERE shard_id IS NOT NULL GROUP BY 1").fetchall())
+        "SELECT shard_id, count(*) FROM warehouse_batch.request_attempts GROUP BY 1").fetchall())
     con.close()
     shutil.rmtree(root / "work" / "bench_reviews" / "shards", ignore_errors=True)  # sent: only disk now
     out_bytes = sum(p.stat().st_size for p in outputs.values())

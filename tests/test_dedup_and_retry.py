@@ -95,7 +95,7 @@ def test_retry_resends_expired_rows_up_to_max_attempts(warehouse: Warehouse, tmp
     assert warehouse.sql("SELECT status, count(*) FROM faq GROUP BY ALL") == [("completed", 40)]
     counters = warehouse.counters()
     assert counters["batches_created"] == 2 and counters["requests_received"] == 30
-    attempts = dict(warehouse.sql("SELECT attempts, count(*) FROM warehouse_batch.requests GROUP BY ALL"))
+    attempts = dict(warehouse.sql("SELECT attempts, count(*) FROM warehouse_batch.request_attempts GROUP BY ALL"))
     assert attempts == {1: 10, 2: 10}
 
     # Nothing left to retry: no new batch.

@@ -42,7 +42,7 @@ def _job(tmp_path: Path, name: str = "reviews_job", **header: Any) -> Path:
 def _all_completed_once(warehouse: Warehouse, table: str, rows: int) -> None:
     """Every row completed, every request sent in exactly one batch that ran (attempts untouched)."""
     assert warehouse.sql(f"SELECT status, count(*) FROM {table} GROUP BY 1") == [("completed", rows)]
-    assert warehouse.sql("SELECT DISTINCT attempts FROM warehouse_batch.requests") == [(1,)]
+    assert warehouse.sql("SELECT DISTINCT attempts FROM warehouse_batch.request_attempts") == [(1,)]
     assert warehouse.sql(f"SELECT count(*) = count(DISTINCT custom_id) FROM {table}") == [(True,)]
     counters = warehouse.counters()
     # Batches that ran answered each request once: completed batches' totals add up to the requests.

@@ -23,6 +23,7 @@ import json
 from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
 from warehouse_batch.errors import NotFoundError, WarehouseBatchError
@@ -200,7 +201,7 @@ class Ledger:
     def stale_in_flight(self, job_name: str, stage: str) -> int:
         """Requests in this job's live batches that no row of the newly compiled stage asks for."""
         return int(self.warehouse.scalar(
-            f"""SELECT count(*) FROM {SCHEMA}.requests AS r JOIN {SCHEMA}.batches AS b ON b.shard_id = r.shard_id
+            f"""SELECT count(*) FROM {SCHEMA}.request_shards AS r JOIN {SCHEMA}.batches AS b ON b.shard_id = r.shard_id
                 WHERE b.job_name = ? AND b.state <> 'collected'
                   AND NOT EXISTS (SELECT 1 FROM {stage} AS s WHERE s.__wb_request_hash = r.request_hash)
                   AND NOT EXISTS (SELECT 1 FROM {SCHEMA}.results AS x WHERE x.request_hash = r.request_hash)
@@ -265,17 +266,17 @@ class Ledger:
             FROM {SCHEMA}.requests AS r
             WHERE r.request_hash IN (SELECT __wb_request_hash FROM {rows_table(job.name)})
               AND NOT EXISTS (SELECT 1 FROM {SCHEMA}.results AS x WHERE x.request_hash = r.request_hash)
-              AND NOT EXISTS (SELECT 1 FROM {SCHEMA}.batches AS b
-                              WHERE b.shard_id = r.shard_id AND b.state <> 'collected')
+              AND NOT EXISTS ({in_live_shard_sql('r.request_hash')})
         """
 
     def retryable_sql(self, job: Job, *, exhausted: bool) -> str:
         """The job's answered-but-retryable requests below (or at) max_attempts (what `retry` sends)."""
-        attempts = f"r.attempts {'>=' if exhausted else '<'} {int(job.max_attempts)}"
+        attempts = f"a.attempts {'>=' if exhausted else '<'} {int(job.max_attempts)}"
         return f"""
             SELECT r.request_hash, r.endpoint, r.model, r.line_bytes,
                    r.est_input_tokens + coalesce(r.est_output_tokens, 0) AS tokens
             FROM {SCHEMA}.requests AS r JOIN {SCHEMA}.results AS res USING (request_hash)
+            JOIN {SCHEMA}.request_attempts AS a USING (request_hash)
             WHERE r.request_hash IN (SELECT __wb_request_hash FROM {rows_table(job.name)})
               AND {RETRYABLE_SQL} AND {attempts}
         """
@@ -284,20 +285,27 @@ class Ledger:
         return int(self.warehouse.scalar(f"SELECT count(*) FROM ({select_sql})") or 0)
 
     # -- shards ------------------------------------------------------------------------------
-    def record_shards(self, job: Job, run_id: str, files: Iterable[Any], plan_table: str, prefix: str,
+    def record_shards(self, job: Job, run_id: str, files: Iterable[Any], plan_table: str, lines: Path,
                       *, replace_results: bool) -> None:
         """Record written shard files and put their requests in them, in one transaction. With
         replace_results (a retry) their previous results go in the same transaction, so each request is
-        always either answered or in exactly one live shard."""
+        always either answered or in exactly one live shard.
+
+        Membership is appended to request_shards from the line index the writer left (`lines`: a
+        Parquet file of request_hash, shard_id, line_no): an INSERT streams and spills where an
+        UPDATE of every request would hold its undo data in memory."""
         with self.warehouse.transaction():
             if replace_results:
                 self.warehouse.execute(
                     f"DELETE FROM {SCHEMA}.results WHERE request_hash IN (SELECT request_hash FROM {plan_table})")
             self.warehouse.execute(
-                f"""UPDATE {SCHEMA}.requests AS r
-                    SET shard_id = ? || lpad(CAST(p.shard_no AS VARCHAR), 4, '0'), attempts = r.attempts + 1
-                    FROM {plan_table} AS p WHERE p.request_hash = r.request_hash""",
-                [prefix],
+                f"""INSERT INTO {SCHEMA}.request_shards (request_hash, shard_id, line_no, attempt)
+                    SELECT i.request_hash, i.shard_id, i.line_no, 1 + coalesce(prev.attempt, 0)
+                    FROM read_parquet(?) AS i
+                    LEFT JOIN (SELECT request_hash, max(attempt) AS attempt FROM {SCHEMA}.request_shards
+                               WHERE request_hash IN (SELECT request_hash FROM {plan_table}) GROUP BY 1) AS prev
+                        USING (request_hash)""",
+                [str(lines)],
             )
             tokens = dict(self.warehouse.execute(
                 f"SELECT shard_no, sum(tokens) FROM {plan_table} GROUP BY shard_no").fetchall())
@@ -408,9 +416,10 @@ class Ledger:
     def input_deleted(self, shard_id: str) -> None:
         self.warehouse.execute(f"UPDATE {SCHEMA}.batches SET input_deleted_at = ? WHERE shard_id = ?", [_now(), shard_id])
 
-    def split(self, parent: Shard, children: list[Any], assignment: dict[str, str]) -> None:
+    def split(self, parent: Shard, children: list[Any], assignment: dict[str, tuple[str, int]]) -> None:
         """Replace an unsent (or quota-refused) shard by smaller ones, in one transaction: the children
-        are recorded `written`, the requests point at them (attempts unchanged), the parent is closed."""
+        are recorded `written`, the requests are put in them (assignment: custom_id → (child, line);
+        attempts unchanged), the parent is closed."""
         with self.warehouse.transaction():
             for f in children:
                 self.warehouse.execute(
@@ -419,16 +428,22 @@ class Ledger:
                     [f.shard_id, parent["job_name"], parent["run_id"], f.endpoint, f.model, str(f.path), f.line_count,
                      f.byte_count, f.sha256, f.tokens, str(S.WRITTEN), parent["shard_id"]],
                 )
-            self.warehouse.executemany(
-                f"UPDATE {SCHEMA}.requests SET shard_id = ? WHERE request_hash = ? AND shard_id = ?",
-                [[child, request_hash, parent["shard_id"]] for request_hash, child in assignment.items()])
+            self.warehouse.execute(
+                f"""INSERT INTO {SCHEMA}.request_shards (request_hash, shard_id, line_no, attempt)
+                    SELECT a.request_hash, a.shard_id, a.line_no, p.attempt
+                    FROM (SELECT unnest(CAST(? AS VARCHAR[])) AS request_hash, unnest(CAST(? AS VARCHAR[])) AS shard_id,
+                                 unnest(CAST(? AS BIGINT[])) AS line_no) AS a
+                    JOIN {SCHEMA}.request_shards AS p ON p.request_hash = a.request_hash AND p.shard_id = ?""",
+                [list(assignment), [c for c, _ in assignment.values()], [n for _, n in assignment.values()],
+                 parent["shard_id"]])
             self.move(parent["shard_id"], S.COLLECTED, status="split")
 
     def request_tokens(self, shard_id: str) -> dict[str, int]:
         """Estimated tokens (input + output) of each request of a shard."""
         return {r[0]: int(r[1] or 0) for r in self.warehouse.execute(
             f"SELECT request_hash, est_input_tokens + coalesce(est_output_tokens, 0) FROM {SCHEMA}.requests "
-            "WHERE shard_id = ?", [shard_id]).fetchall()}
+            f"WHERE request_hash IN (SELECT request_hash FROM {SCHEMA}.request_shards WHERE shard_id = ?)",
+            [shard_id]).fetchall()}
 
     def update_status(self, shard_id: str, info: BatchInfo) -> None:
         """What the provider says of a submitted shard's batch (its state does not change)."""
@@ -510,7 +525,7 @@ class Ledger:
             row[0]
             for row in self.warehouse.execute(
                 f"""SELECT DISTINCT b.job_name FROM {SCHEMA}.job_rows AS jr
-                    JOIN {SCHEMA}.requests AS r USING (request_hash)
+                    JOIN {SCHEMA}.request_shards AS r USING (request_hash)
                     JOIN {SCHEMA}.batches AS b ON b.shard_id = r.shard_id
                     WHERE jr.job_name = ? AND b.state <> 'collected'""",
                 [job_name],
@@ -524,7 +539,7 @@ class Ledger:
                        coalesce(sum(b.line_count) FILTER (WHERE b.state IN ({', '.join(sql_literal(str(s)) for s in UNSENT)})), 0)
                 FROM {SCHEMA}.batches AS b
                 WHERE b.state <> 'collected' AND b.shard_id IN (
-                    SELECT r.shard_id FROM {SCHEMA}.job_rows AS jr JOIN {SCHEMA}.requests AS r USING (request_hash)
+                    SELECT r.shard_id FROM {SCHEMA}.job_rows AS jr JOIN {SCHEMA}.request_shards AS r USING (request_hash)
                     WHERE jr.job_name = ?)""",
             [job_name],
         )
@@ -561,6 +576,13 @@ class Ledger:
                 FROM {SCHEMA}.batches WHERE job_name = ? ORDER BY created_at, shard_id""",
             [job_name],
         )
+
+
+def in_live_shard_sql(request_hash: str) -> str:
+    """A subquery that has a row when the request `request_hash` (an SQL expression) sits in a shard not
+    yet collected. A request is in at most one such shard, so any of its memberships will do."""
+    return (f"SELECT 1 FROM {SCHEMA}.request_shards AS rs JOIN {SCHEMA}.batches AS b ON b.shard_id = rs.shard_id "
+            f"WHERE rs.request_hash = {request_hash} AND b.state <> 'collected'")
 
 
 def _statements(script: str) -> list[str]:

@@ -311,11 +311,13 @@ class Runner:
             body = bodies.build(job, columns).body
             total = self.warehouse.scalar(f"SELECT count(*) FROM {plan.name}")
             self.reporter.step("writing shards", total)
+            index = self.shard_dir(job.name) / f"{prefix}lines.parquet"
             written = shards.write_shards(self.warehouse, self.shard_dir(job.name), ids, rows=rows, body_sql=body,
-                                          progress=self.reporter.advance)
+                                          lines_index=index, progress=self.reporter.advance)
             self.reporter.done()
             failpoint("after_shards_written")
-            self.ledger.record_shards(job, run_id, written, plan.name, prefix, replace_results=replace_results)
+            self.ledger.record_shards(job, run_id, written, plan.name, index, replace_results=replace_results)
+            index.unlink(missing_ok=True)  # recorded in request_shards
         failpoint("after_shards_recorded")
         self.reporter.info(f"wrote {len(written)} shard(s) to {self.shard_dir(job.name)}")
         return written

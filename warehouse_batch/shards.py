@@ -18,12 +18,18 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from warehouse_batch.errors import DiskFullError
 from warehouse_batch.failpoints import failpoint
 from warehouse_batch.warehouses.base import Warehouse
 
 PLAN = "wb_shard_plan"
+#: Bytes of request lines per Arrow batch streamed to the shard files: with DuckDB's own memory limit,
+#: this (plus one filtered copy per shard) is what writing shards holds, whatever the job's size.
+BATCH_BYTES = 8 << 20
+#: Where a request's line is in its shard: `offset` characters into our line (after `{"custom_id":"`).
+_HASH_AT, _HASH_LEN = 14, 64
 
 
 @dataclass(frozen=True)
@@ -156,20 +162,25 @@ def write_shards(
     *,
     rows: str,
     body_sql: str,
+    lines_index: Path,
     progress: Callable[[int], None] | None = None,
 ) -> list[ShardFile]:
-    """Write the planned shards as `<directory>/<shard_id>.jsonl`, atomically, in one streaming pass.
+    """Write the planned shards as `<directory>/<shard_id>.jsonl`, atomically, in one streaming pass,
+    and `lines_index`: a Parquet file of (request_hash, shard_id, line_no) for every line written,
+    which `Ledger.record_shards` appends to request_shards.
 
     Each line's body is built again, in SQL, from one row of `rows` (the job's rows table, aliased
     `q`) that asks for that request. Lines come unordered and go to their shard's file as raw
     Arrow bytes: no sort, no Python strings. Order inside a file carries no meaning (answers map
-    by custom_id; a validation error's line number is looked up in the file itself).
+    by custom_id; a validation error's line number is looked up in the file itself). Lines stream
+    in Arrow batches of about BATCH_BYTES, so memory does not grow with the job.
     The plan table stays; the caller records it and drops it."""
     directory.mkdir(parents=True, exist_ok=True)
-    for stale in directory.glob("*.jsonl.tmp"):
-        stale.unlink()  # left by a crash mid-write; never referenced by the ledger
+    for stale in [*directory.glob("*.jsonl.tmp"), *directory.glob("*.lines.parquet")]:
+        stale.unlink()  # left by a crash mid-write or before cleanup; never referenced by the ledger
     plan = {no: (endpoint, model) for no, endpoint, model in warehouse.execute(
         f"SELECT DISTINCT shard_no, endpoint, model FROM {PLAN}").fetchall()}
+    mean_line = warehouse.scalar(f"SELECT coalesce(avg(line_bytes), 1) FROM {PLAN}")
     # A relation (not an executed cursor) streams to Arrow without an extra copy of the rows.
     reader = warehouse.engine.sql(
         f"""
@@ -182,8 +193,9 @@ def write_shards(
                || ',"body":' || {body_sql} || '}}' || chr(10) AS line
         FROM {PLAN} AS p JOIN one_row USING (request_hash) JOIN {rows} AS q ON q.__wb_cid = one_row.cid
         """
-    ).to_arrow_reader(50_000)
+    ).to_arrow_reader(max(1024, int(BATCH_BYTES // max(float(mean_line), 1.0))))
     open_shards: dict[int, _OpenShard] = {}
+    index = pq.ParquetWriter(lines_index, _INDEX_SCHEMA)
     try:
         for batch in reader:
             numbers, lines = batch.column("shard_no"), batch.column("line")
@@ -192,13 +204,17 @@ def write_shards(
                 shard = open_shards.get(no)
                 if shard is None:
                     shard = open_shards[no] = _OpenShard(no, shard_ids[no], directory, *plan[no])
+                index.write_table(_line_index(selected, shard.shard_id, shard.lines))
                 shard.write(selected)
                 failpoint("mid_shard_write")
             if progress:
                 progress(len(batch))
+        index.close()
         return [open_shards[no].finish() for no in sorted(open_shards)]
     except BaseException as exc:
         reader.close()  # an open result would refuse every later query on this connection
+        index.close()
+        lines_index.unlink(missing_ok=True)
         # Nothing of this call is recorded yet: remove every file it made (finished ones too, they
         # would never be sent), so a re-run writes them afresh and a full disk gets its space back.
         for shard in open_shards.values():
@@ -213,18 +229,30 @@ def write_shards(
         raise
 
 
+_INDEX_SCHEMA = pa.schema([("request_hash", pa.string()), ("shard_id", pa.string()), ("line_no", pa.int64())])
+
+
+def _line_index(lines: pa.Array | pa.ChunkedArray, shard_id: str, first: int) -> pa.Table:
+    """(request_hash, shard_id, line_no) of lines about to be appended to a shard that holds `first` lines."""
+    hashes = pc.utf8_slice_codeunits(lines, _HASH_AT, _HASH_AT + _HASH_LEN)
+    ones = pa.repeat(pa.scalar(1, pa.int64()), len(lines))
+    return pa.table([hashes, pa.repeat(pa.scalar(shard_id, pa.string()), len(lines)),
+                     pc.add(pc.cumulative_sum(ones), first - 1)], schema=_INDEX_SCHEMA)
+
+
 #: Our shard lines start with the custom_id (the request hash), so a line maps back to its request
 #: without parsing it (splitting a shard, naming the request of a validation error's line).
 LINE_CUSTOM_ID = re.compile(rb'^\{"custom_id":"([0-9a-f]{64})"')
 
 
 def split_shard(path: Path, shard_id: str, tokens: dict[str, int], cap: int, *, endpoint: str,
-                model: str | None) -> tuple[list[ShardFile], dict[str, str]]:
+                model: str | None) -> tuple[list[ShardFile], dict[str, tuple[str, int]]]:
     """Cut a shard file into files of at most `cap` estimated tokens each (a line heavier than the
     cap gets a file of its own), streaming line by line. Returns the files (`<shard_id>.<n>`) and
-    which file each request (custom_id) went to. Files are written atomically; nothing is recorded."""
+    which file and line (0-based) each request (custom_id) went to. Files are written atomically;
+    nothing is recorded."""
     children: list[ShardFile] = []
-    assignment: dict[str, str] = {}
+    assignment: dict[str, tuple[str, int]] = {}
     current: _SplitFile | None = None
     with open(path, "rb") as handle:
         for line in handle:
@@ -239,8 +267,8 @@ def split_shard(path: Path, shard_id: str, tokens: dict[str, int], cap: int, *, 
             if current is None:
                 number = len(children) + 1
                 current = _SplitFile(number, f"{shard_id}.{number}", path.parent, endpoint, model)
+            assignment[custom_id] = (current.shard_id, current.lines)
             current.add(line, weight)
-            assignment[custom_id] = current.shard_id
     if current is not None:
         children.append(current.finish())
     return children, assignment

@@ -5,7 +5,7 @@
 -- the response body: only the fields this endpoint answers with, so each line is parsed once into
 -- exactly what is kept), {{answer}} (content, finish_reason, refusal, model, token counts and
 -- embeddings as expressions over `b`, the body).
--- Only lines whose custom_id is a request currently in that file's shard are kept, so a stale or
+-- Only lines whose custom_id is a request put in that file's shard (request_shards) are kept, so a stale or
 -- foreign line can never answer a request twice; the same custom_id on two lines of these files
 -- (the provider repeating itself) is resolved afterwards by results.py, on the rows just loaded.
 INSERT INTO warehouse_batch.results
@@ -44,6 +44,6 @@ JOIN (
     FROM (SELECT unnest(CAST($sources AS JSON[])) AS s)
 ) AS src ON src.file = lines.filename
 SEMI JOIN (
-    SELECT request_hash, shard_id FROM warehouse_batch.requests
+    SELECT request_hash, shard_id FROM warehouse_batch.request_shards
     WHERE shard_id IN (SELECT unnest(CAST($sources AS JSON[])) ->> 'shard_id')
 ) AS req ON req.request_hash = lines.custom_id AND req.shard_id = src.shard_id;

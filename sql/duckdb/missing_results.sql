@@ -9,14 +9,14 @@
 -- transaction).
 DELETE FROM warehouse_batch.results AS x
 WHERE x.status <> 'completed' AND x.shard_id IS DISTINCT FROM $shard_id
-  AND x.request_hash IN (SELECT request_hash FROM warehouse_batch.requests WHERE shard_id = $shard_id);
+  AND x.request_hash IN (SELECT request_hash FROM warehouse_batch.request_shards WHERE shard_id = $shard_id);
 
 INSERT INTO warehouse_batch.results
     (request_hash, status, error_code, error_message, batch_id, shard_id, completed_at)
 SELECT r.request_hash, $status,
        coalesce(le.code, $error_code), coalesce(le.message, $error_message),
        $batch_id, $shard_id, current_timestamp
-FROM warehouse_batch.requests AS r
+FROM warehouse_batch.request_shards AS r
 LEFT JOIN (
     SELECT e ->> 'custom_id' AS custom_id, any_value(e ->> 'code') AS code, any_value(e ->> 'message') AS message
     FROM (SELECT unnest(CAST($line_errors AS JSON[])) AS e)

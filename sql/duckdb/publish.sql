@@ -32,11 +32,12 @@ WITH model_prices AS (
                 + coalesce(res.cached_tokens, 0) * mp.cached_input_per_1m
                 + coalesce(res.output_tokens, 0) * mp.output_per_1m) * mp.batch_discount / 1e6
            END AS __wb_cost_usd,
-           req.attempts AS __wb_attempts
+           ra.attempts AS __wb_attempts
     FROM {rows} AS q
     LEFT JOIN warehouse_batch.results AS res ON res.request_hash = q.__wb_request_hash
     LEFT JOIN warehouse_batch.requests AS req ON req.request_hash = q.__wb_request_hash
-    LEFT JOIN warehouse_batch.batches AS b ON b.shard_id = req.shard_id
+    LEFT JOIN warehouse_batch.request_attempts AS ra ON ra.request_hash = q.__wb_request_hash
+    LEFT JOIN warehouse_batch.batches AS b ON b.shard_id = ra.shard_id
     LEFT JOIN model_prices AS mp ON mp.model = req.model
 ), parsed AS (
     SELECT *, {parse} AS __wb_parsed FROM joined

@@ -11,7 +11,8 @@ SELECT
                           + coalesce(r.est_output_expected, r.est_output_tokens, 0) * p.output_per_1m)
                          * p.batch_discount / 1e6), 0)
      FROM warehouse_batch.requests AS r
-     JOIN warehouse_batch.batches AS b ON b.shard_id = r.shard_id
+     JOIN warehouse_batch.request_shards AS rs USING (request_hash)
+     JOIN warehouse_batch.batches AS b ON b.shard_id = rs.shard_id
      JOIN warehouse_batch.request_prices AS p USING (request_hash)
      WHERE b.state <> 'collected'
        AND NOT EXISTS (SELECT 1 FROM warehouse_batch.results AS x WHERE x.request_hash = r.request_hash)) AS in_flight

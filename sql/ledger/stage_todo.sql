@@ -6,6 +6,6 @@ SELECT __wb_request_hash AS request_hash, {endpoint} AS endpoint, any_value(__wb
        any_value(__wb_tokens) + coalesce(any_value(__wb_max_output), 0) AS tokens
 FROM {stage} AS s
 WHERE NOT EXISTS (SELECT 1 FROM warehouse_batch.results AS x WHERE x.request_hash = s.__wb_request_hash)
-  AND NOT EXISTS (SELECT 1 FROM warehouse_batch.requests AS r JOIN warehouse_batch.batches AS b ON b.shard_id = r.shard_id
+  AND NOT EXISTS (SELECT 1 FROM warehouse_batch.request_shards AS r JOIN warehouse_batch.batches AS b ON b.shard_id = r.shard_id
                   WHERE r.request_hash = s.__wb_request_hash AND b.state <> 'collected')
 GROUP BY __wb_request_hash
