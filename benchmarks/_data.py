@@ -287,6 +287,7 @@ class LocalProvider:
 
     name = "local"
     location = "local files"
+    min_poll_interval = 0.0  # answers are on disk already: poll as often as asked
 
     def find_uploads(self, *args: Any, **kwargs: Any) -> dict:
         self._count("find_uploads")
