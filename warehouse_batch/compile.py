@@ -10,6 +10,8 @@ renames a valid stage over the job's rows table in the transaction that records 
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 
 import duckdb
@@ -20,7 +22,7 @@ from sqlglot.errors import ParseError
 from warehouse_batch import answers, bodies, endpoints, params
 from warehouse_batch.errors import JobError, ValidationError
 from warehouse_batch.jobs import Job
-from warehouse_batch.names import is_reserved_column, stage_table
+from warehouse_batch.names import SCHEMA, is_reserved_column, rows_table, rows_table_name, stage_table
 from warehouse_batch.quoting import quote_ident, sql_literal
 from warehouse_batch.warehouses.base import Warehouse
 
@@ -37,6 +39,13 @@ class Stage:
     input_column: str
     row_count: int
     request_count: int
+    #: What the rows were compiled from (`rows_fingerprint`); set when the stage is the last run's
+    #: rows table, reused because nothing it is built from changed.
+    fingerprint: str | None = None
+
+    @property
+    def reused(self) -> bool:
+        return self.fingerprint is not None
 
 
 def check_query(job: Job) -> None:
@@ -91,25 +100,9 @@ def compile_job(warehouse: Warehouse, job: Job, *, nonce: str | None = None) -> 
     _check_columns(job, columns)
     spec = bodies.build(job, columns)
     table = stage_table(job.name)
-    salt = "" if nonce is None else " || " + sql_literal(chr(10) + nonce)
     try:
         warehouse.execute(f"DROP TABLE IF EXISTS {table}")
-        warehouse.execute(
-            f"""
-            CREATE TABLE {table} AS
-            SELECT * EXCLUDE (__wb_body),
-                   sha256(__wb_body{salt}) AS __wb_request_hash,
-                   CAST(ceil(strlen(__wb_body) / 4) AS BIGINT) AS __wb_tokens,
-                   strlen(__wb_body) + {spec.line_overhead} AS __wb_line_bytes,
-                   CAST(NULL AS BIGINT) AS __wb_output_expected  -- filled by estimates.estimate_stage
-            FROM (
-                SELECT q.*, CAST(q.custom_id AS VARCHAR) AS __wb_cid, {spec.body} AS __wb_body,
-                       {spec.model} AS __wb_model, {spec.max_output} AS __wb_max_output,
-                       {spec.output_key} AS __wb_output_key
-                FROM ({job.query}) AS q
-            )
-            """
-        )
+        warehouse.execute(f"CREATE TABLE {table} AS {_stage_sql(job, spec, nonce)}")
     except duckdb.Error as exc:
         drop_stage(warehouse, job)
         raise JobError(f"job {job.name}: building request bodies failed: {_first_line(exc)}") from None
@@ -119,6 +112,68 @@ def compile_job(warehouse: Warehouse, job: Job, *, nonce: str | None = None) -> 
         raise ValidationError(problems)
     row_count, request_count = warehouse.one(f"SELECT count(*), count(DISTINCT __wb_request_hash) FROM {table}")
     return Stage(job, table, columns, spec.input_column, row_count, request_count)
+
+
+def _stage_sql(job: Job, spec: bodies.BodySQL, nonce: str | None) -> str:
+    """The SELECT that compiles the job's query into its rows: query columns plus `__wb_*`."""
+    salt = "" if nonce is None else " || " + sql_literal(chr(10) + nonce)
+    return f"""
+        SELECT * EXCLUDE (__wb_body),
+               sha256(__wb_body{salt}) AS __wb_request_hash,
+               CAST(ceil(strlen(__wb_body) / 4) AS BIGINT) AS __wb_tokens,
+               strlen(__wb_body) + {spec.line_overhead} AS __wb_line_bytes,
+               CAST(NULL AS BIGINT) AS __wb_output_expected  -- filled by estimates.estimate_stage
+        FROM (
+            SELECT q.*, CAST(q.custom_id AS VARCHAR) AS __wb_cid, {spec.body} AS __wb_body,
+                   {spec.model} AS __wb_model, {spec.max_output} AS __wb_max_output,
+                   {spec.output_key} AS __wb_output_key
+            FROM ({job.query}) AS q
+        )
+    """
+
+
+def rows_fingerprint(warehouse: Warehouse, job: Job, columns: dict[str, str], source: str,
+                     nonce: str | None) -> str:
+    """A digest of everything a rows table is compiled from: every value of the query's columns in
+    `source` (the query, or a stage holding its columns), their types, the exact SQL that builds the
+    rows (job definition, body template, hashing, salt included) and the job's options.
+
+    Equal digests mean compiling again would produce the same rows. A changed, added or removed row
+    changes the count or one of two order-independent sums of 64-bit row hashes (an additive one,
+    so repeated rows do not cancel out, and an xor of a second hash)."""
+    values = ", ".join(quote_ident(c) for c in columns)
+    count, total, mixed = warehouse.one(
+        f"SELECT count(*), coalesce(sum(CAST(hash({values}) AS HUGEINT)), 0), "
+        f"coalesce(bit_xor(hash({values}, 'warehouse_batch')), 0) FROM {source}")
+    built_by = _stage_sql(job, bodies.build(job, columns), nonce)
+    text = json.dumps([str(count), str(total), str(mixed), columns, built_by, job.to_options()],
+                      sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def reuse_rows(warehouse: Warehouse, job: Job, recorded: str | None) -> Stage | None:
+    """The job's rows table as this run's stage, when the query's rows, the job and the way rows
+    are compiled are all unchanged since it was built (`recorded`: its rows_fingerprint), so an
+    unchanged re-run neither rebuilds nor re-hashes a single body. None: compile the job."""
+    if recorded is None or job.cache is False:
+        return None  # an uncached run salts its hashes anew: never the same rows
+    exists = warehouse.scalar("SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?",
+                              [SCHEMA, rows_table_name(job.name)])
+    if not exists:
+        return None
+    check_query(job)
+    columns = describe(warehouse, job)
+    _check_columns(job, columns)
+    try:
+        current = rows_fingerprint(warehouse, job, columns, f"({job.query}) AS q", None)
+    except duckdb.Error:
+        return None  # let compile_job run the query and say what is wrong with it
+    if current != recorded:
+        return None
+    table = rows_table(job.name)
+    row_count, request_count = warehouse.one(f"SELECT count(*), count(DISTINCT __wb_request_hash) FROM {table}")
+    return Stage(job, table, columns, bodies.build(job, columns).input_column, row_count, request_count,
+                 fingerprint=recorded)
 
 
 def drop_stage(warehouse: Warehouse, job: Job) -> None:
@@ -284,4 +339,5 @@ def _first_line(exc: Exception) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
-__all__ = ["Stage", "check_query", "compile_job", "describe", "drop_stage", "offenders"]
+__all__ = ["Stage", "check_query", "compile_job", "describe", "drop_stage", "offenders", "reuse_rows",
+           "rows_fingerprint"]

@@ -146,11 +146,14 @@ class Ledger:
         """The stage's requests that have no result and sit in no live shard (for estimates, before persisting)."""
         return read_sql("ledger/stage_todo.sql").format(stage=stage, endpoint=sql_literal(endpoint))
 
-    def begin_run(self, job: Job, run_id: str, stage: str, counts: dict[str, int]) -> None:
+    def begin_run(self, job: Job, run_id: str, stage: str, counts: dict[str, int], *, fingerprint: str,
+                  reuse_rows: bool = False) -> None:
         """Record the job, its run (with its estimate, see runner.Counts), its rows and its new
         requests, all in one transaction.
 
-        The stage becomes the job's rows table by a rename."""
+        The stage becomes the job's rows table by a rename, recorded with the fingerprint of what it
+        was compiled from (compile.rows_fingerprint); reuse_rows: the stage is the rows table itself,
+        unchanged, and so are the job's rows and requests."""
         rows = rows_table(job.name)
         with self.warehouse.transaction():
             self.warehouse.execute(
@@ -181,11 +184,19 @@ class Ledger:
                  counts.get("est_output_tokens_upper_bound"), counts.get("output_tokens_method"),
                  counts.get("cost_usd_expected"), counts.get("cost_usd_upper_bound")],
             )
+            self.warehouse.execute(f"UPDATE {SCHEMA}.jobs SET rows_fingerprint = ? WHERE name = ?",
+                                   [fingerprint, job.name])
+            if reuse_rows:
+                return
             self.warehouse.execute(f"DROP TABLE IF EXISTS {rows}")
             self.warehouse.execute(f"ALTER TABLE {stage} RENAME TO {quote_ident(rows_table_name(job.name))}")
             for statement in _statements(read_sql("ledger/persist_rows.sql").format(rows=rows)):
                 self.warehouse.execute(statement, {"job": job.name, "endpoint": job.endpoint}
                                        if "$endpoint" in statement else {"job": job.name})
+
+    def rows_fingerprint(self, job_name: str) -> str | None:
+        """The fingerprint of what the job's rows table was compiled from (None: not recorded)."""
+        return self.warehouse.scalar(f"SELECT rows_fingerprint FROM {SCHEMA}.jobs WHERE name = ?", [job_name])
 
     def open_uncached_run(self, job_name: str) -> str | None:
         """The run id of the job's last `cache: false` run while its requests are still in flight or

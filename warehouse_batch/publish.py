@@ -18,7 +18,7 @@ from warehouse_batch.errors import JobError
 from warehouse_batch.jobs import Job
 from warehouse_batch.ledger import Ledger
 from warehouse_batch.names import INTERNAL_PREFIX, SCHEMA, rows_table
-from warehouse_batch.quoting import quote_ident, quote_table, split_table
+from warehouse_batch.quoting import quote_ident, quote_table, split_table, sql_literal
 from warehouse_batch.sqlfiles import read_sql
 from warehouse_batch.warehouses.base import Warehouse
 
@@ -65,7 +65,7 @@ def publish(warehouse: Warehouse, ledger: Ledger, job: Job) -> str:
     off-schema answer makes its row 'failed' with an error_code and keeps its raw content."""
     rows = rows_table(job.name)
     target = quote_table(job.target_table)
-    fingerprint = _fingerprint(warehouse, job, rows)
+    fingerprint = _fingerprint(warehouse, ledger, job, rows)
     kind = warehouse.table_kind(job.target_table)
     if kind == "table" and fingerprint == ledger.published_fingerprint(job.name):
         return job.target_table  # built from exactly these rows, results, options and prices already
@@ -94,13 +94,21 @@ def publish(warehouse: Warehouse, ledger: Ledger, job: Job) -> str:
     return job.target_table
 
 
-def _fingerprint(warehouse: Warehouse, job: Job, rows: str) -> str:
-    """A digest of everything the output table is built from: every value of the job's rows, the
-    results cache (any load bumps its count or newest timestamp), the job's options and the prices."""
-    rows_digest, results_state, prices_digest = warehouse.one(
-        f"""SELECT (SELECT count(*) || ':' || coalesce(bit_xor(hash(q)), 0) FROM {rows} AS q),
+def _fingerprint(warehouse: Warehouse, ledger: Ledger, job: Job, rows: str) -> str:
+    """A digest of everything the output table is built from: the job's rows (the fingerprint of
+    what they were compiled from, recorded with them; else every value), the results cache (any load
+    bumps its count or newest timestamp), shard membership and batch ids (attempts, batch_id of
+    pending rows), the job's options and the prices."""
+    compiled_from = ledger.rows_fingerprint(job.name)
+    rows_digest = f"(SELECT {sql_literal(compiled_from)})" if compiled_from else \
+        f"(SELECT count(*) || ':' || coalesce(bit_xor(hash(q)), 0) FROM {rows} AS q)"
+    rows_state, results_state, shards_state, prices_digest = warehouse.one(
+        f"""SELECT {rows_digest},
                    (SELECT count(*) || ':' || coalesce(CAST(max(completed_at) AS VARCHAR), '') FROM {SCHEMA}.results),
+                   (SELECT count(*) FROM {SCHEMA}.request_shards) || ':'
+                       || (SELECT coalesce(bit_xor(hash(shard_id, batch_id)), 0) FROM {SCHEMA}.batches),
                    (SELECT coalesce(bit_xor(hash(p)), 0) FROM {SCHEMA}.prices AS p)"""
     )
     definition = json.dumps(job.to_options(), sort_keys=True, default=str)
-    return hashlib.sha256(f"{rows_digest}|{results_state}|{prices_digest}|{definition}".encode()).hexdigest()
+    return hashlib.sha256(
+        f"{rows_state}|{results_state}|{shards_state}|{prices_digest}|{definition}".encode()).hexdigest()

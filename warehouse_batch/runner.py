@@ -176,7 +176,8 @@ class Runner:
         run_id = (None if job.cache else self.ledger.open_uncached_run(job.name)) or _new_run_id()
         self.ledger.alias_prices([job])
         self.reporter.step("planning rows")
-        stage = compiler.compile_job(self.warehouse, job, nonce=None if job.cache else run_id)
+        stage = compiler.reuse_rows(self.warehouse, job, self.ledger.rows_fingerprint(job.name)) \
+            or compiler.compile_job(self.warehouse, job, nonce=None if job.cache else run_id)
         try:
             self._check_request_limits(stage)
             counts, estimate = self._stage_counts(stage)
@@ -192,7 +193,10 @@ class Runner:
             self._check_token_budget(stage)
             if counts.to_submit and self.submit_enabled:
                 self.provider_named(job.provider)  # a missing key or bad URL is reported before any shard is written
-            self.ledger.begin_run(job, run_id, stage.table, counts.__dict__)
+            fingerprint = stage.fingerprint or compiler.rows_fingerprint(
+                self.warehouse, job, stage.columns, f"{stage.table} AS q", None if job.cache else run_id)
+            self.ledger.begin_run(job, run_id, stage.table, counts.__dict__, fingerprint=fingerprint,
+                                  reuse_rows=stage.reused)
             self._succeeded(job.name)  # a new run supersedes the last one's error
         finally:
             compiler.drop_stage(self.warehouse, job)

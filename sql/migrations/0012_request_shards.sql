@@ -29,3 +29,9 @@ SELECT request_hash,
        max(attempt) AS attempts
 FROM warehouse_batch.request_shards
 GROUP BY request_hash;
+
+-- What the job's rows table was compiled from (compile.rows_fingerprint: the query's rows, the
+-- job, the SQL that builds bodies and hashes). A re-run whose query gives the same fingerprint
+-- reuses the rows table instead of building and hashing every body again; publish compares it
+-- instead of hashing every value of the rows table.
+ALTER TABLE warehouse_batch.jobs ADD COLUMN IF NOT EXISTS rows_fingerprint VARCHAR;
