@@ -28,22 +28,41 @@ MARK = "BENCH_RESULT "
 
 # -- child side ----------------------------------------------------------------------------------
 class Steps:
-    """Wall time per named step, summed over calls (wrap library functions to attribute time)."""
+    """Wall time and peak RSS per named step, over all its calls (wrap library functions to
+    attribute them). A step's peak comes from resetting the kernel's high-water mark (VmHWM) when
+    it starts (Linux `clear_refs`); `peak_rss_mb` still reports the whole process's peak."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
         self.calls: dict[str, int] = {}
         self.marks: dict[str, float] = {}  # step boundary → seconds since the start
+        self.rss_mb: dict[str, float] = {}  # step → its peak RSS
+        self._open: list[list[float]] = []  # peak so far of each running step, innermost last
 
     @contextmanager
     def step(self, name: str):
         self.seconds.setdefault(name, 0.0)  # listed in the order steps start
+        self._enter()
         t0 = time.perf_counter()
         try:
             yield
         finally:
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
             self.calls[name] = self.calls.get(name, 0) + 1
+            self.rss_mb[name] = max(self.rss_mb.get(name, 0.0), self._leave())
+
+    def _enter(self) -> None:
+        now = _high_water_mb()  # the enclosing steps' peak up to here, before the reset forgets it
+        for frame in self._open:
+            frame[0] = max(frame[0], now)
+        _reset_peak()
+        self._open.append([0.0])
+
+    def _leave(self) -> float:
+        peak = max(self._open.pop()[0], _high_water_mb())
+        for frame in self._open:
+            frame[0] = max(frame[0], peak)
+        return peak
 
     def wrap(self, owner: Any, attr: str, name: str | None = None) -> None:
         """Replace owner.attr with a timed wrapper (in this process only; library code is untouched).
@@ -102,9 +121,17 @@ def profile_sql(steps: Steps) -> None:
     Store.execute = execute
 
 
+_FORGOTTEN_PEAK = [0.0]  # the process's peak before the last reset of VmHWM (Steps)
+
+
 def peak_rss_mb() -> float:
     """Peak RSS of this process. VmHWM (Linux) belongs to the exec'd image alone; ru_maxrss would also
     carry the parent's RSS at fork time, which can exceed a small child's own peak."""
+    return max(_FORGOTTEN_PEAK[0], _high_water_mb())
+
+
+def _high_water_mb() -> float:
+    """VmHWM: the peak RSS since the process started or since the last `_reset_peak`."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
@@ -114,6 +141,15 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 
 
+def _reset_peak() -> None:
+    """Start VmHWM again from the current RSS (remembering the process's peak so far)."""
+    _FORGOTTEN_PEAK[0] = peak_rss_mb()
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass  # not Linux: step peaks are the process's peak so far
+
+
 def report(seconds: float, steps: Steps | None = None, **extra: Any) -> None:
     """Print the child's result line (the parent reads the last one)."""
     out = {"seconds": seconds, "rss_mb": peak_rss_mb(), "extra": extra}
@@ -121,6 +157,7 @@ def report(seconds: float, steps: Steps | None = None, **extra: Any) -> None:
         out["steps"] = steps.seconds
         out["step_calls"] = steps.calls
         out["marks"] = steps.marks
+        out["step_rss_mb"] = steps.rss_mb
     sys.stdout.write(MARK + json.dumps(out, default=str) + "\n")
     sys.stdout.flush()
 

@@ -18,6 +18,10 @@ default settings (DuckDB memory_limit `DEFAULT_MEMORY_LIMIT`, spilling to the wo
 * `retry`   — `Runner.retry(job)`: nothing retryable (status 400 is terminal), shards nothing
 * `sync`    — `Runner.collect()` over every job with nothing to do
 
+Inside each command, library functions are wrapped (in the benchmark process only) to report each
+part's seconds and peak RSS: compile (or reuse of the rows table), stage counts and estimates,
+persist, plan_shards, write_shards, record_shards, submit, load, publish.
+
 It prints seconds and peak RSS (VmHWM of the step's process) per step and size, and the ratio of
 the largest size to 1M (or to the second-largest size). It exits 1 when any step's peak RSS at the
 largest size exceeds `--max-rss` MB, or grows beyond `--growth` × its peak at the reference size:
@@ -44,7 +48,33 @@ STEPS = ["plan", "run", "collect", "rerun", "retry", "sync"]
 MARK = h.MARK
 
 
+#: (module, owner, attribute, label) of the parts of a command whose time and peak RSS are reported.
+PARTS = [
+    ("warehouse_batch.compile", None, "compile_job", "compile"),
+    ("warehouse_batch.compile", None, "reuse_rows", "reuse rows (fingerprint)"),
+    ("warehouse_batch.runner", "Runner", "_stage_counts", "counts + estimates"),
+    ("warehouse_batch.ledger", "Ledger", "begin_run", "persist"),
+    ("warehouse_batch.shards", None, "plan_shards", "plan_shards"),
+    ("warehouse_batch.shards", None, "write_shards", "write_shards"),
+    ("warehouse_batch.ledger", "Ledger", "record_shards", "record_shards"),
+    ("warehouse_batch.runner", "Runner", "submit", "submit"),
+    ("warehouse_batch.results", None, "load", "load"),
+    ("warehouse_batch.publish", None, "publish", "publish"),
+]
+
+
+def wrap_parts() -> h.Steps:
+    import importlib
+
+    steps = h.Steps()
+    for module, owner, attr, label in PARTS:
+        target = importlib.import_module(module)
+        steps.wrap(getattr(target, owner) if owner else target, attr, label)
+    return steps
+
+
 def child(step: str, payload: dict) -> None:
+    steps = wrap_parts()  # before the Runner binds any of them
     from warehouse_batch.runner import Runner
 
     root = Path(payload["root"])
@@ -76,7 +106,7 @@ def child(step: str, payload: dict) -> None:
         extra["statuses"] = dict(store.execute(f"SELECT status, count(*) FROM {job.target_table} GROUP BY ALL").fetchall())
     extra["provider_calls"] = provider.calls
     _data.close_store(store)
-    h.report(seconds, **extra)
+    h.report(seconds, steps, **extra)
 
 
 def run_step(step: str, payload: dict) -> dict:
@@ -117,6 +147,8 @@ def measure_size(rows: int, args, cache: Path) -> dict[str, dict]:
         r = results[name]
         h.log(f"{rows:>11,} rows  {name:<8} {r['seconds']:8.2f} s  peak RSS {r['rss_mb']:7.0f} MB  "
               f"{ {k: v for k, v in r['extra'].items() if k != 'provider_calls'} }")
+        for part, seconds in r.get("steps", {}).items():
+            h.log(f"{'':>22}{part:<26} {seconds:8.2f} s  peak RSS {r.get('step_rss_mb', {}).get(part, 0):7.0f} MB")
 
     try:
         step("plan")
