@@ -300,6 +300,31 @@ def measure(script: str, args: argparse.Namespace, approaches: list[Approach],
 
 
 # -- output --------------------------------------------------------------------------------------
+class ChildFailed(Exception):
+    """A measured child process failed (e.g. DuckDB ran out of its memory limit): reported, never hidden."""
+
+
+def run_script_child(script: str, key: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """Run `script --child KEY --payload JSON` in a fresh process; its result line, or ChildFailed
+    with the last error line it printed."""
+    proc = subprocess.run([sys.executable, script, "--child", key, "--payload", json.dumps(payload)],
+                          capture_output=True, text=True)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith(MARK)]
+    if proc.returncode != 0 or not lines:
+        sys.stderr.write(proc.stderr[-2000:])
+        errors = [line for line in proc.stderr.splitlines() if "Error" in line or "Exception" in line]
+        raise ChildFailed(errors[-1] if errors else f"exit {proc.returncode}")
+    return json.loads(lines[-1][len(MARK):])
+
+
+def memory_verdict(failures: list[str], met: str) -> None:
+    """Print whether the memory bound held; exit 1 when it did not (benchmarks judge memory, tests never do)."""
+    if failures:
+        print("MEMORY BOUND NOT MET:\n  " + "\n  ".join(failures))
+        raise SystemExit(1)
+    print(met)
+
+
 def log(message: str) -> None:
     sys.stderr.write(message + "\n")
     sys.stderr.flush()

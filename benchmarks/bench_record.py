@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -96,13 +95,10 @@ def child(approach: str, payload: dict) -> None:
 
 
 def run(approach: str, payload: dict) -> dict:
-    proc = subprocess.run([sys.executable, __file__, "--child", approach, "--payload", json.dumps(payload)],
-                          capture_output=True, text=True)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith(h.MARK)]
-    if proc.returncode != 0 or not lines:
-        errors = [line for line in proc.stderr.splitlines() if "Error" in line]
-        return {"failed": (errors[-1] if errors else f"exit {proc.returncode}")[:160]}
-    return json.loads(lines[-1][len(h.MARK):])
+    try:
+        return h.run_script_child(__file__, approach, payload)
+    except h.ChildFailed as exc:
+        return {"failed": str(exc)[:160]}
 
 
 def main() -> None:
@@ -151,11 +147,8 @@ def main() -> None:
             failures.append(f"insert peak {peaks[-1]:.0f} MB > {args.max_rss:.0f} MB")
         if len(sizes) > 1 and peaks[-1] > args.growth * peaks[0]:
             failures.append(f"insert peak grew {peaks[-1] / peaks[0]:.2f}× from {sizes[0]:,} to {sizes[-1]:,}")
-    if failures:
-        print("MEMORY BOUND NOT MET:\n  " + "\n  ".join(failures))
-        raise SystemExit(1)
-    print(f"memory bound met: recording stays under {args.max_rss:.0f} MB and within {args.growth:.2f}× "
-          f"from {sizes[0]:,} to {sizes[-1]:,} requests")
+    h.memory_verdict(failures, f"memory bound met: recording stays under {args.max_rss:.0f} MB and within "
+                               f"{args.growth:.2f}× from {sizes[0]:,} to {sizes[-1]:,} requests")
 
 
 if __name__ == "__main__":

@@ -34,7 +34,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -110,20 +109,10 @@ def child(step: str, payload: dict) -> None:
 
 
 def run_step(step: str, payload: dict) -> dict:
-    proc = subprocess.run(
-        [sys.executable, __file__, "--child", step, "--payload", json.dumps(payload)],
-        capture_output=True, text=True,
-    )
-    lines = [line for line in proc.stdout.splitlines() if line.startswith(MARK)]
-    if proc.returncode != 0 or not lines:
-        sys.stderr.write(proc.stderr[-2000:])
-        errors = [line for line in proc.stderr.splitlines() if "Error" in line or "Exception" in line]
-        raise StepFailed(errors[-1] if errors else f"exit {proc.returncode}")
-    return json.loads(lines[-1][len(MARK):])
+    return h.run_script_child(__file__, step, payload)
 
 
-class StepFailed(Exception):
-    """A step's process failed (e.g. DuckDB ran out of its memory limit): reported, never hidden."""
+StepFailed = h.ChildFailed
 
 
 def measure_size(rows: int, args, cache: Path) -> dict[str, dict]:
@@ -295,11 +284,8 @@ def main() -> None:
     if args.json:
         Path(args.json).write_text(json.dumps({"sizes": sizes, "steps": table, "environment": h.environment()},
                                               indent=2, default=str))
-    if failures:
-        print("MEMORY BOUND NOT MET:\n  " + "\n  ".join(failures))
-        raise SystemExit(1)
-    print(f"memory bound met: every step ≤ {args.max_rss:.0f} MB at {largest:,} rows and within "
-          f"{args.growth:.2f}× of {reference:,} rows")
+    h.memory_verdict(failures, f"memory bound met: every step ≤ {args.max_rss:.0f} MB at {largest:,} rows and "
+                               f"within {args.growth:.2f}× of {reference:,} rows")
 
 
 if __name__ == "__main__":
