@@ -208,7 +208,10 @@ class Runner:
         report: Report | None = None
         try:
             todo = self.ledger.todo_sql(job)
-            written = self._shard(job, run_id, todo if sample is None else sampling.restrict(todo))
+            # Nothing to send (an unchanged re-run): the counts above already proved it, with the
+            # same predicate as todo_sql, in this same writer; skip planning an empty set of shards.
+            written = self._shard(job, run_id, todo if sample is None else sampling.restrict(todo)) \
+                if counts.to_submit else []
             counts.shards = len(written)
             self.ledger.run_submitted(run_id, len(written))
             try:
