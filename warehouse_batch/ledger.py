@@ -534,6 +534,12 @@ class Ledger:
     def published_fingerprint(self, job_name: str) -> str | None:
         return self.warehouse.scalar(f"SELECT published_fingerprint FROM {SCHEMA}.jobs WHERE name = ?", [job_name])
 
+    def remember_answers(self, job_name: str) -> None:
+        """Record, per row of the job, the request whose completed answer it now shows (answered_rows).
+        Call in the transaction that builds the output table, before building it."""
+        for statement in _statements(read_sql("ledger/remember_answers.sql").format(rows=rows_table(job_name))):
+            self.warehouse.execute(statement, {"job": job_name})
+
     def record_published(self, job_name: str, table: str, fingerprint: str) -> None:
         """The output table's per-status counts (so job_status agrees with it) and its fingerprint.
         Call in the transaction that built the table."""

@@ -146,6 +146,7 @@ def parse_request(text: str) -> ModelRequest:
     relation = str(request.get("relation") or request.get("identifier"))
     name = config.get("job_name") or job_name_for(str(request["schema"]), str(request["identifier"]))
     options = {k: config[k] for k in MODEL_OPTIONS if k in config}
+    options.setdefault("keep_stale_answers", True)  # a prompt edit never blanks a dbt model's answered rows
     if "table" in config:
         raise JobError(
             f"model {relation}: config 'table' is not used by llm_batch (the model's own relation is the "
@@ -248,7 +249,8 @@ def publish_shape(warehouse: DuckDBWarehouse, job: Job) -> dict[str, Any]:
     rows = rows_table(scratch)
     try:
         warehouse.execute(
-            f"CREATE OR REPLACE TABLE {rows} AS SELECT *, CAST(NULL AS VARCHAR) AS __wb_request_hash "
+            f"CREATE OR REPLACE TABLE {rows} AS SELECT *, CAST(NULL AS VARCHAR) AS __wb_request_hash, "
+            "CAST(NULL AS VARCHAR) AS __wb_cid "
             f"FROM ({job.query}) AS q LIMIT 0"
         )
     except duckdb.Error as exc:
