@@ -22,6 +22,7 @@ import json
 from typing import Any
 
 from dbt.adapters.duckdb.plugins import BasePlugin
+from dbt.adapters.events.logging import AdapterLogger
 from duckdb import DuckDBPyConnection
 
 try:
@@ -29,9 +30,30 @@ try:
 except ImportError:  # duckdb < 1.4
     from duckdb.typing import VARCHAR
 
+from warehouse_batch.dbt.messages import for_dbt
+from warehouse_batch.dbt.operations import run_operation
 from warehouse_batch.dbt.sync import Settings, sync_model
 
 UDF_NAME = "warehouse_batch_sync"
+OPERATION_UDF = "warehouse_batch_operation"
+#: Progress while a model waits (wait_timeout) goes to dbt's own log, as the adapter's messages do.
+LOGGER = AdapterLogger("warehouse_batch")
+
+
+def dbt_config_keys() -> frozenset[str]:
+    """The model config keys the installed dbt-core and dbt-duckdb define (with their dashed aliases):
+    everything else in an llm_batch model's config must be one of its own options."""
+    import dataclasses
+
+    from dbt.adapters.duckdb.impl import DuckDBConfig
+    from dbt.artifacts.resources import ModelConfig
+
+    keys: set[str] = set()
+    for kind in (ModelConfig, DuckDBConfig):
+        for f in dataclasses.fields(kind):
+            keys.add(f.name)
+            keys.add(f.metadata.get("alias") or f.name)
+    return frozenset(keys - {"_extra"})
 
 
 class Plugin(BasePlugin):
@@ -47,10 +69,22 @@ class Plugin(BasePlugin):
 
     def configure_connection(self, conn: DuckDBPyConnection) -> None:
         settings = self.settings
+        dbt_keys = dbt_config_keys()
 
         def warehouse_batch_sync(request: str) -> str:
             # Runs on a DuckDB worker thread while dbt's cursor waits on this query; `conn` is the
             # database's parent connection, of which sync_model takes a cursor of its own.
-            return json.dumps(sync_model(conn, request, settings), default=str)
+            try:
+                return json.dumps(sync_model(conn, request, settings, dbt_keys=dbt_keys, progress=LOGGER.info),
+                                  default=str)
+            except Exception as exc:  # noqa: BLE001 - raised by the materialization as a dbt error
+                return json.dumps(for_dbt(exc, settings.base_url))
+
+        def warehouse_batch_operation(request: str) -> str:
+            try:
+                return json.dumps(run_operation(conn, request, settings), default=str)
+            except Exception as exc:  # noqa: BLE001 - raised by the run-operation macro as a dbt error
+                return json.dumps(for_dbt(exc, settings.base_url))
 
         conn.create_function(UDF_NAME, warehouse_batch_sync, [VARCHAR], VARCHAR, side_effects=True)
+        conn.create_function(OPERATION_UDF, warehouse_batch_operation, [VARCHAR], VARCHAR, side_effects=True)
