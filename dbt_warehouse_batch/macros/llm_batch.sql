@@ -42,6 +42,11 @@
 
   {#-- 2. the sync: once per model, with the compiled SQL and the model's config --#}
   {%- set project_dir = flags.PROJECT_DIR | default(none) -%}
+  {#-- schema.yml columns: without output_schema, their data_type + description define the answer --#}
+  {%- set yml_columns = {} -%}
+  {%- for name, column in model.columns.items() -%}
+    {%- do yml_columns.update({name: {'data_type': column.get('data_type'), 'description': column.get('description')}}) -%}
+  {%- endfor -%}
   {%- set request = {
       'relation': target_relation.render(),
       'schema': target_relation.schema,
@@ -52,6 +57,8 @@
       'config': model.config,
       'empty': (flags.EMPTY | default(false)) is true,
       'no_cache': var('llm_batch_no_cache', false),
+      'preview': var('llm_batch_preview', 0),
+      'columns': yml_columns,
   } -%}
   {%- set payload = tojson(request) -%}
   {%- if payload is none -%}
@@ -69,11 +76,25 @@
       {{ exceptions.raise_database_error("llm_batch: " ~ report['error']) }}
     {%- endif -%}
   {%- endif -%}
+  {%- if report.get('preview') is not none -%}
+    {#-- preview: show the rendered requests; the model's table and the ledger stay as they are --#}
+    {%- for r in report['preview'] -%}
+      {% do log("llm_batch " ~ this ~ " preview, custom_id " ~ r['custom_id'] ~ ":\n" ~ r['body'], info=True) %}
+    {%- endfor -%}
+    {% call statement('main') -%} select 1 {%- endcall %}
+    {{ return({'relations': []}) }}
+  {%- endif -%}
   {%- if not report.get('empty') -%}
     {% do log(warehouse_batch.llm_batch_plan_line(this, report), info=True) %}
   {%- endif -%}
   {% do log(warehouse_batch.llm_batch_summary(this, report), info=True) %}
   {% do warehouse_batch.llm_batch_warnings(model.name, this, report) %}
+
+  {#-- an enforced contract is checked against the columns the model is about to get --#}
+  {%- set contract_config = config.get('contract') -%}
+  {%- if contract_config and contract_config.enforced -%}
+    {{ get_assert_columns_equivalent('select * from ' ~ report['table']) }}
+  {%- endif -%}
 
   {#-- 4. build the model from the library's table --#}
   {% call statement('main') -%}
@@ -84,6 +105,14 @@
   {% endif %}
   {{ adapter.rename_relation(intermediate_relation, target_relation) }}
 
+  {#-- docs for the answer fields and generated columns (the yml's description wins), persist_docs or not --#}
+  {%- for name, doc in (report.get('column_docs') or {}).items() -%}
+    {%- set yml = model.columns.get(name) -%}
+    {%- set text = yml.get('description') if yml and yml.get('description') else doc -%}
+    {% call statement('llm_batch_column_doc') -%}
+      comment on column {{ target_relation }}.{{ adapter.quote(name) }} is '{{ text | replace("'", "''") }}'
+    {%- endcall %}
+  {%- endfor -%}
   {{ run_hooks(post_hooks, inside_transaction=True) }}
 
   {% set should_revoke = should_revoke(existing_relation, full_refresh_mode=True) %}

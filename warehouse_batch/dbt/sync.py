@@ -25,7 +25,10 @@ from typing import Any
 
 import duckdb
 
+from warehouse_batch import bodies
+from warehouse_batch import compile as compiler
 from warehouse_batch.cost import DailyBudget
+from warehouse_batch.dbt.columns import column_docs, with_yml_schema
 from warehouse_batch.dbt.defer import import_answers
 from warehouse_batch.errors import ConfigError, JobError
 from warehouse_batch.jobs import OPTION_NAMES, TOP_LEVEL_PARAMS, Job
@@ -42,6 +45,9 @@ from warehouse_batch.warehouses import DuckDBWarehouse
 MODEL_OPTIONS = tuple(sorted((set(OPTION_NAMES) - {"name", "query", "table", "cache"}) | set(TOP_LEVEL_PARAMS)))
 #: `dbt run --vars '{llm_batch_no_cache: true}'`: this invocation sends fresh requests, ignoring answers.
 NO_CACHE_VAR = "llm_batch_no_cache"
+#: `dbt run -s model --vars '{llm_batch_preview: 2}'`: log 2 rendered request bodies (system prompt
+#: included); nothing is recorded, sent or rebuilt.
+PREVIEW_VAR = "llm_batch_preview"
 #: Config keys of the materialization itself, beside the job options.
 MATERIALIZATION_KEYS = ("wait_timeout", "job_name")
 #: The library's copy of a dbt model's output lives here, beside the metadata tables.
@@ -135,6 +141,8 @@ class ModelRequest:
     relation: str
     wait_timeout: float
     empty: bool
+    preview: int = 0  # > 0: log this many rendered requests instead of syncing
+    columns: dict[str, dict[str, Any]] | None = None  # schema.yml columns: data_type, description
 
 
 def job_name_for(schema: str, identifier: str) -> str:
@@ -213,7 +221,13 @@ def parse_request(text: str, dbt_keys: frozenset[str] | None = None) -> ModelReq
         wait_timeout = float(wait)
     except (TypeError, ValueError):
         raise JobError(f"model {relation}: config 'wait_timeout' must be a number of seconds, got {wait!r}") from None
-    return ModelRequest(job, relation, max(0.0, wait_timeout), bool(request.get("empty")))
+    preview = request.get("preview") or 0
+    try:
+        preview = 1 if preview is True else max(0, int(preview))
+    except (TypeError, ValueError):
+        raise JobError(f"var {PREVIEW_VAR} must be a number of requests to show, got {preview!r}") from None
+    columns = request.get("columns") if isinstance(request.get("columns"), dict) else None
+    return ModelRequest(job, relation, max(0.0, wait_timeout), bool(request.get("empty")), preview, columns)
 
 
 # -- the sync -----------------------------------------------------------------------------------
@@ -235,10 +249,12 @@ def sync_model(
     syncs proceed. Returns a JSON-able summary. Everything goes through the same `Runner` as the
     CLI: `submit: false` holds new shards unsent and never needs an API key."""
     model = parse_request(request_text, dbt_keys)
-    job = model.job
-    if model.empty:  # dbt run --empty: the relation's shape, no rows, no provider call at all
-        with lock, _open(conn, settings) as warehouse:
-            return publish_shape(warehouse, job)
+    with lock, _open(conn, settings) as warehouse:
+        job = with_yml_schema(warehouse, model.job, model.columns or {})
+        if model.preview:  # --vars '{llm_batch_preview: N}': show the requests, change and send nothing
+            return {"job": job.name, "preview": preview_requests(warehouse, job, model.preview)}
+        if model.empty:  # dbt run --empty: the relation's shape, no rows, no provider call at all
+            return {**publish_shape(warehouse, job), "column_docs": column_docs(job)}
     started = datetime.now(timezone.utc)
     deadline = time.monotonic() + model.wait_timeout
     with lock, _open(conn, settings) as warehouse:
@@ -265,6 +281,7 @@ def sync_model(
                 progress(f"llm_batch {model.relation}: waiting ({int(deadline - time.monotonic())} s of wait_timeout "
                          f"left): {p['live_batches']} batch(es) running, {p['done']:,}/{p['total']:,} requests "
                          f"done{eta}")
+    summary["column_docs"] = column_docs(job)
     summary["timed_out"] = bool(model.wait_timeout and summary["live_batches"])
     summary["wait_timeout"] = model.wait_timeout
     return summary
@@ -327,6 +344,17 @@ def _summary(runner: Runner, job: Job, report: Any, started: datetime) -> dict[s
         "submit": runner.submit_enabled,
         "max_attempts": job.max_attempts,
     }
+
+
+def preview_requests(warehouse: DuckDBWarehouse, job: Job, n: int) -> list[dict[str, Any]]:
+    """The first `n` rows' request bodies exactly as they would be sent (system prompt, params,
+    response_format...), built by the same SQL as the shards; reads the query, writes nothing."""
+    columns = compiler.describe(warehouse, job)
+    spec = bodies.build(job, columns)
+    rows = warehouse.execute(
+        f"SELECT CAST(q.custom_id AS VARCHAR), {spec.body} FROM ({job.query}) AS q LIMIT {int(n)}").fetchall()
+    return [{"custom_id": cid, "body": json.dumps(json.loads(body), indent=2, ensure_ascii=False) if body else None}
+            for cid, body in rows]
 
 
 def publish_shape(warehouse: DuckDBWarehouse, job: Job) -> dict[str, Any]:
