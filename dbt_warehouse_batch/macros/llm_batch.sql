@@ -100,6 +100,9 @@
   {% call statement('main') -%}
     create table {{ intermediate_relation }} as select * from {{ report['table'] }}
   {%- endcall %}
+  {#-- one stored copy of the rows beyond this table (the job's rows table): the library's copy goes;
+       the next run rebuilds it from the ledger when it needs it --#}
+  {% do run_query("drop table if exists " ~ report['table']) %}
   {% if existing_relation is not none %}
     {{ adapter.rename_relation(existing_relation, backup_relation) }}
   {% endif %}

@@ -55,3 +55,14 @@
   {%- endif -%}
   {% do warehouse_batch.llm_batch_operation('retry', select) %}
 {% endmacro %}
+
+{#-
+  dbt run-operation llm_batch_cleanup: drop the tables no llm_batch model of this project needs:
+  `--empty` scratch tables, leftover library copies, and the rows of jobs whose model was removed or
+  renamed (their answers stay cached: bringing the model back pays nothing). Jobs with batches still
+  in flight are kept until they are collected. The removed models' own relations are dbt's to drop.
+-#}
+{% macro llm_batch_cleanup() %}
+  {%- if not execute -%}{{ return(none) }}{%- endif -%}
+  {% do warehouse_batch.llm_batch_operation('cleanup', '*') %}
+{% endmacro %}

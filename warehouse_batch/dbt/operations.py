@@ -15,7 +15,9 @@ from typing import Any
 import duckdb
 
 from warehouse_batch.cost import usd
-from warehouse_batch.dbt.sync import LOCK, Settings, _open, _runner, job_name_for
+from warehouse_batch.dbt.sync import LOCK, OUTPUT_SUFFIX, Settings, _open, _runner, job_name_for
+from warehouse_batch.names import SCHEMA
+from warehouse_batch.quoting import quote_ident
 from warehouse_batch.errors import NotFoundError
 from warehouse_batch.sqlfiles import read_sql
 
@@ -25,6 +27,9 @@ def run_operation(conn: duckdb.DuckDBPyConnection, request_text: str, settings: 
     """{"lines": [...]}: what the operation did or found, one line per model."""
     request = json.loads(request_text)
     models = request.get("models") or []
+    if request["operation"] == "cleanup":
+        with lock, _open(conn, settings) as warehouse:
+            return {"lines": cleanup(_runner(warehouse, settings), models)}
     if not models:
         raise NotFoundError(f"no llm_batch model matches {request.get('select')!r}; "
                             f"llm_batch models in this project: {', '.join(request.get('known') or []) or 'none'}")
@@ -46,6 +51,35 @@ def run_operation(conn: duckdb.DuckDBPyConnection, request_text: str, settings: 
             else:
                 lines.append(_status_line(runner, model["name"], job_name))
     return {"lines": lines}
+
+
+def cleanup(runner: Any, models: list[dict[str, Any]]) -> list[str]:
+    """Drop what no model needs: `--empty` scratch tables, the library's copies of model tables
+    (`<job>__output`, rebuilt when needed), and the rows tables of dbt jobs whose model is gone
+    (retired: their answers stay in the cache, so a model brought back pays nothing)."""
+    current = {m.get("job_name") or job_name_for(m["schema"], m["identifier"]) for m in models}
+    warehouse = runner.warehouse
+    dropped, kept = [], []
+    for (table,) in warehouse.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE schema_name = ? "
+            "AND (contains(table_name, '__wb_empty') OR suffix(table_name, ?)) ORDER BY 1",
+            [SCHEMA, OUTPUT_SUFFIX]).fetchall():
+        warehouse.execute(f"DROP TABLE IF EXISTS {SCHEMA}.{quote_ident(table)}")
+        dropped.append(table)
+    for job_name in runner.ledger.job_names():
+        job = runner.ledger.job(job_name)
+        is_dbt_job = job.target_table == f"{SCHEMA}.{job_name}{OUTPUT_SUFFIX}"
+        if not is_dbt_job or job_name in current:
+            continue
+        if runner.ledger.retire_job(job_name):
+            dropped.append(f"{job_name}__rows")
+        else:
+            kept.append(job_name)
+    lines = [f"dropped {len(dropped)} table(s) no model needs" + (f": {', '.join(dropped)}" if dropped else "")]
+    if kept:
+        lines.append(f"kept the jobs of removed models with batches still in flight: {', '.join(kept)}; "
+                     "run cleanup again once they are collected")
+    return lines
 
 
 def _status_line(runner: Any, name: str, job_name: str) -> str:

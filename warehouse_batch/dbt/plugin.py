@@ -23,6 +23,7 @@ from typing import Any
 
 from dbt.adapters.duckdb.plugins import BasePlugin
 from dbt.adapters.events.logging import AdapterLogger
+from dbt_common.exceptions import DbtRuntimeError
 from duckdb import DuckDBPyConnection
 
 try:
@@ -30,9 +31,11 @@ try:
 except ImportError:  # duckdb < 1.4
     from duckdb.typing import VARCHAR
 
+from warehouse_batch.dbt.busy import wait_until_free
 from warehouse_batch.dbt.messages import for_dbt
 from warehouse_batch.dbt.operations import run_operation
 from warehouse_batch.dbt.sync import Settings, sync_model
+from warehouse_batch.errors import WarehouseBusyError
 
 UDF_NAME = "warehouse_batch_sync"
 OPERATION_UDF = "warehouse_batch_operation"
@@ -66,6 +69,16 @@ class Plugin(BasePlugin):
         if self.creds is not None and plugin_config is getattr(self.creds, "settings", None):
             plugin_config = {}
         self.settings = Settings.from_config(plugin_config)
+
+    def update_connection_config(self, creds: Any, config: dict[str, Any]) -> None:
+        # Runs just before dbt-duckdb opens the file: wait here while another process holds it, and
+        # refuse in one line when it stays busy (dbt's own failure is a long traceback).
+        path = str(getattr(creds, "path", "") or "")
+        if path and path != ":memory:" and not path.startswith(("md:", "motherduck:")):
+            try:
+                wait_until_free(path, self.settings.busy_timeout, config)
+            except WarehouseBusyError as exc:  # a dbt error: dbt prints its message, not a traceback
+                raise DbtRuntimeError(str(exc)) from None
 
     def configure_connection(self, conn: DuckDBPyConnection) -> None:
         settings = self.settings

@@ -79,6 +79,8 @@ class Settings:
     # CI/dev: a warehouse (DuckDB file) whose answers this one may use, opened read-only: requests
     # it has answered are copied into this warehouse's cache instead of being sent.
     defer_db: str | None = None
+    # Seconds to wait for the DuckDB file while another process holds it (0: refuse at once, in one line).
+    busy_timeout: float = 0.0
 
     @classmethod
     def from_config(cls, config: dict[str, Any] | None) -> Settings:
@@ -101,6 +103,8 @@ class Settings:
                 values[key] = _as_number(key, raw, int, minimum=1)
             elif key in ("poll_interval", "http_timeout"):
                 values[key] = _as_number(key, raw, float, minimum=0.01)
+            elif key == "busy_timeout":
+                values[key] = _as_number(key, raw, float, minimum=0)
             elif key == "daily_budget_usd":
                 values[key] = _as_number(key, raw, float, minimum=0)
             else:
