@@ -80,3 +80,12 @@ def test_retry_by_the_next_build_warnings_and_status_by_model(project: DbtProjec
         in project.log()
     project.dbt("run-operation", "llm_batch_status", "--args", "{job: nope}", ok=False)
     assert "no job named 'nope'" in project.log()
+
+    # wait_timeout: progress while it blocks, a warning when it runs out (the emulator's clock is frozen).
+    project.add_model("llm/slow.sql", FLAKY.replace("max_attempts=2", "wait_timeout=1")
+                      .replace("'flaky [[emulator:error_500]]'", "'slow one'").replace("'bad [[emulator:error_400]]'",
+                                                                                      "'slow two'"))
+    project.dbt("run", "--select", "slow")
+    log = project.log()
+    assert 'llm_batch "' in log and "waiting (" in log and "1 batch(es) running, 0/" in log
+    assert "wait_timeout (1.0 s) ran out with 1 batch(es) still running" in log

@@ -115,3 +115,18 @@ def test_a_json_schema_file_beside_the_model_is_found(tmp_path: Path) -> None:
     job = parse_request(request({"model": "m", "output_schema": "answer.json"}, project_dir=str(tmp_path),
                                 path="models/m.sql")).job
     assert job.output_schema == str((tmp_path / "models" / "answer.json").resolve())
+
+
+def test_errors_for_dbt_use_dbt_words_and_name_the_redacted_provider(monkeypatch: pytest.MonkeyPatch) -> None:
+    from warehouse_batch.dbt.messages import for_dbt
+    from warehouse_batch.errors import ConfigError
+    from warehouse_batch.providers.openai import OpenAIBatchProvider
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with pytest.raises(ConfigError) as caught:
+        OpenAIBatchProvider(base_url="http://user:secret@127.0.0.1:8000/v1?api-key=k")
+    report = for_dbt(caught.value, "http://user:secret@127.0.0.1:8000/v1?api-key=k")
+    assert report["kind"] == "config" and report["error"].startswith("no API key: set OPENAI_API_KEY")
+    assert "--base-url" not in report["error"] and "OPENAI_BASE_URL=http://127.0.0.1:8000/v1" in report["error"]
+    assert report["error"].endswith("[provider: http://127.0.0.1:8000/v1]")
+    assert "secret" not in report["error"] and "api-key" not in report["error"]
