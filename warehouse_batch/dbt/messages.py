@@ -36,8 +36,8 @@ def for_dbt(exc: Exception, base_url: str | None) -> dict[str, str]:
     for cli, dbt in _REWRITES:
         message = message.replace(cli, dbt)
     if isinstance(exc, (ConfigError, ProviderError)):
-        url = base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
-        message += f" [provider: {redact_url(url)}]"
+        url = base_url or os.environ.get("OPENAI_BASE_URL")
+        message += f" [provider: {redact_url(url) if url else 'the SDK default (OpenAI); no base URL set'}]"
     kind = "config" if isinstance(exc, (JobError, ConfigError)) else "provider" if isinstance(exc, ProviderError) \
         else "error"
     return {"error": message, "kind": kind}
