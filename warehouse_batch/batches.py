@@ -308,9 +308,12 @@ class Batches:
         batches now ready to collect."""
         if job_name is None:
             return [s for name in self._per_job(None, live_only=True) for s in self.poll(name)]
+        submitted = self.ledger.shards(job_name, live_only=True)
+        if not submitted:  # nothing at the provider: no client, so collecting never needs an API key
+            return self.ledger.shards(job_name, ready_only=True)
         provider = self.provider_for(job_name)
         floor = datetime.now(timezone.utc).timestamp() - provider.min_poll_interval
-        live = [s for s in self.ledger.shards(job_name, live_only=True)
+        live = [s for s in submitted
                 if provider.min_poll_interval <= 0 or s["polled_at"] is None or s["polled_at"].timestamp() <= floor]
 
         def retrieve(shard: Shard) -> BatchInfo | None:

@@ -578,5 +578,25 @@ def demo(directory: Path) -> None:
     run_demo(directory, console=out, reporter=RichReporter(err))
 
 
+@main.group()
+def dbt() -> None:
+    """The dbt integration (docs/dbt.md)."""
+
+
+@dbt.command("package-path")
+@click.option("--yml", is_flag=True, help="Print a packages.yml that installs it instead of the bare path.")
+@_handle
+def dbt_package_path(yml: bool) -> None:
+    """Print where the installed dbt package is, for packages.yml `- local: <path>`.
+
+    \b
+    Example:
+      warehouse-batch dbt package-path --yml > packages.yml && dbt deps
+    """
+    from warehouse_batch.dbt.package import package_path, packages_yml
+
+    click.echo(packages_yml() if yml else str(package_path()), nl=not yml)
+
+
 if __name__ == "__main__":
     main()

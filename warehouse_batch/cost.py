@@ -146,9 +146,12 @@ class DailyBudget:
     source: str  # --daily-budget-usd, $WAREHOUSE_BATCH_DAILY_BUDGET_USD, or the warehouse setting
 
 
-def daily_budget(ledger: Ledger, explicit: float | None = None) -> DailyBudget | None:
-    """The budget that applies: the flag (or Python argument), else the environment, else the one
-    stored in the warehouse (`warehouse-batch budget AMOUNT`), so dbt and every client share it."""
+def daily_budget(ledger: Ledger, explicit: float | DailyBudget | None = None) -> DailyBudget | None:
+    """The budget that applies: the flag (or Python argument, or a DailyBudget naming its own source,
+    e.g. dbt's plugin setting), else the environment, else the one stored in the warehouse
+    (`warehouse-batch budget AMOUNT`), so dbt and every client share it."""
+    if isinstance(explicit, DailyBudget):
+        return explicit
     if explicit is not None:
         return DailyBudget(budget_value(explicit, "--daily-budget-usd"), "--daily-budget-usd")
     if os.environ.get(BUDGET_ENV, "").strip():

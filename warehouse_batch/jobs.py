@@ -73,6 +73,9 @@ class Job:
     max_requests: int | None = None  # refuse a run that would send more requests
     max_enqueued_tokens: int | None = None  # per model: submit shards only while enqueued tokens stay under this
     cache: bool = True  # reuse answers to identical requests (False: always send fresh requests)
+    # While a row's changed request is unanswered, show its last completed answer (is_stale = true)
+    # instead of a blank pending row. Off by default for CLI jobs, on by default for dbt models.
+    keep_stale_answers: bool = False
     provider: str = "openai"  # openai | azure (providers.PROVIDERS)
     price_model: str | None = None  # the priced model behind `model` (Azure: model is the deployment name)
     # The provider's enqueued-token quota per model, when known: shards are cut to fit it and sent as
@@ -156,7 +159,7 @@ class Job:
                 merged["max_cost_usd"] = float(merged["max_cost_usd"])
             except (TypeError, ValueError):
                 raise JobError(f"option 'max_cost_usd' must be a number, got {merged['max_cost_usd']!r}") from None
-        for bool_key in ("cache", "delete_input_files"):
+        for bool_key in ("cache", "delete_input_files", "keep_stale_answers"):
             if isinstance(merged.get(bool_key), str):
                 merged[bool_key] = merged[bool_key].strip().lower() not in ("false", "no", "0", "off")
         metadata = merged.get("metadata")

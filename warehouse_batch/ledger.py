@@ -560,6 +560,26 @@ class Ledger:
     def published_fingerprint(self, job_name: str) -> str | None:
         return self.warehouse.scalar(f"SELECT published_fingerprint FROM {SCHEMA}.jobs WHERE name = ?", [job_name])
 
+    def retire_job(self, job_name: str) -> bool:
+        """Forget a job that has nothing in flight (a removed dbt model): its rows table and per-row
+        records go; runs, batches, requests and the results cache stay, so nothing is paid twice and
+        spend history is kept. Returns False (and changes nothing) while a shard is not collected."""
+        with self.warehouse.transaction():
+            if self.warehouse.scalar(f"SELECT count(*) FROM {SCHEMA}.batches WHERE job_name = ? AND state <> 'collected'",
+                                     [job_name]):
+                return False
+            self.warehouse.execute(f"DROP TABLE IF EXISTS {rows_table(job_name)}")
+            for table in ("job_rows", "answered_rows", "job_counts", "jobs"):
+                key = "name" if table == "jobs" else "job_name"
+                self.warehouse.execute(f"DELETE FROM {SCHEMA}.{table} WHERE {key} = ?", [job_name])
+        return True
+
+    def remember_answers(self, job_name: str) -> None:
+        """Record, per row of the job, the request whose completed answer it now shows (answered_rows).
+        Call in the transaction that builds the output table, before building it."""
+        for statement in _statements(read_sql("ledger/remember_answers.sql").format(rows=rows_table(job_name))):
+            self.warehouse.execute(statement, {"job": job_name})
+
     def record_published(self, job_name: str, table: str, fingerprint: str) -> None:
         """The output table's per-status counts (so job_status agrees with it) and its fingerprint.
         Call in the transaction that built the table."""

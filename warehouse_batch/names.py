@@ -37,6 +37,9 @@ OUTPUT_COLUMNS = (
     "request_hash",
     "batch_id",
     "completed_at",
+    "is_stale",
+    "answer_request_hash",
+    "published_at",
 )
 #: Output columns a query may still have, because they mean something as input (a per-row model).
 QUERY_MAY_HAVE = ("model",)

@@ -84,10 +84,12 @@ def publish(warehouse: Warehouse, ledger: Ledger, job: Job) -> str:
     if "." in job.target_table:
         warehouse.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
     with warehouse.transaction():
+        ledger.remember_answers(job.name)
         warehouse.execute(
             read_sql("duckdb/publish.sql").format(
                 target=target, rows=rows, carried=carried, parse=answer.parse, answer_error=answer.error,
-                answer_message=answer.message, typed=typed,
+                answer_message=answer.message, typed=typed, job=sql_literal(job.name),
+                keep_stale="true" if job.keep_stale_answers else "false",
             )
         )
         ledger.record_published(job.name, target, fingerprint)

@@ -99,7 +99,7 @@ class Runner:
         prices: str | Path | None = None,
         concurrency: int = 4,
         submit: bool = True,
-        daily_budget_usd: float | None = None,
+        daily_budget_usd: float | cost.DailyBudget | None = None,
     ):
         self.warehouse = warehouse
         self.ledger = Ledger(warehouse)

@@ -89,7 +89,7 @@ def summary(warehouse: Warehouse, ledger: Ledger, job: Job, run_id: str, populat
         extrapolated += actual["cost_usd"] / actual["answered"] * requests  # type: ignore[operator]
     table = job.target_table
     answers = warehouse.rows(
-        f"SELECT * EXCLUDE (request_hash, batch_id, completed_at) FROM {quote_table(table)} "
+        f"SELECT * EXCLUDE (request_hash, batch_id, completed_at, is_stale, answer_request_hash, published_at) FROM {quote_table(table)} "
         f"WHERE batch_id IN (SELECT batch_id FROM warehouse_batch.batches WHERE run_id = ?) "
         f"ORDER BY status, CAST(custom_id AS VARCHAR) LIMIT {ANSWERS_SHOWN}",
         [run_id],

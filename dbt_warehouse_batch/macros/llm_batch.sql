@@ -42,6 +42,11 @@
 
   {#-- 2. the sync: once per model, with the compiled SQL and the model's config --#}
   {%- set project_dir = flags.PROJECT_DIR | default(none) -%}
+  {#-- schema.yml columns: without output_schema, their data_type + description define the answer --#}
+  {%- set yml_columns = {} -%}
+  {%- for name, column in model.columns.items() -%}
+    {%- do yml_columns.update({name: {'data_type': column.get('data_type'), 'description': column.get('description')}}) -%}
+  {%- endfor -%}
   {%- set request = {
       'relation': target_relation.render(),
       'schema': target_relation.schema,
@@ -51,6 +56,9 @@
       'sql': compiled_code,
       'config': model.config,
       'empty': (flags.EMPTY | default(false)) is true,
+      'no_cache': var('llm_batch_no_cache', false),
+      'preview': var('llm_batch_preview', 0),
+      'columns': yml_columns,
   } -%}
   {%- set payload = tojson(request) -%}
   {%- if payload is none -%}
@@ -60,17 +68,54 @@
   {#-- 3. commit: the next statement must see the table the sync just published --#}
   {% do adapter.commit() %}
   {%- set report = fromjson(synced.columns[0].values()[0]) -%}
+  {%- if report.get('error') -%}
+    {#-- the library's own message, in dbt's words; a failed sync has committed its spend records --#}
+    {%- if report['kind'] == 'config' -%}
+      {{ exceptions.raise_compiler_error("llm_batch: " ~ report['error']) }}
+    {%- else -%}
+      {{ exceptions.raise_database_error("llm_batch: " ~ report['error']) }}
+    {%- endif -%}
+  {%- endif -%}
+  {%- if report.get('preview') is not none -%}
+    {#-- preview: show the rendered requests; the model's table and the ledger stay as they are --#}
+    {%- for r in report['preview'] -%}
+      {% do log("llm_batch " ~ this ~ " preview, custom_id " ~ r['custom_id'] ~ ":\n" ~ r['body'], info=True) %}
+    {%- endfor -%}
+    {% call statement('main') -%} select 1 {%- endcall %}
+    {{ return({'relations': []}) }}
+  {%- endif -%}
+  {%- if not report.get('empty') -%}
+    {% do log(warehouse_batch.llm_batch_plan_line(this, report), info=True) %}
+  {%- endif -%}
   {% do log(warehouse_batch.llm_batch_summary(this, report), info=True) %}
+  {% do warehouse_batch.llm_batch_warnings(model.name, this, report) %}
+
+  {#-- an enforced contract is checked against the columns the model is about to get --#}
+  {%- set contract_config = config.get('contract') -%}
+  {%- if contract_config and contract_config.enforced -%}
+    {{ get_assert_columns_equivalent('select * from ' ~ report['table']) }}
+  {%- endif -%}
 
   {#-- 4. build the model from the library's table --#}
   {% call statement('main') -%}
     create table {{ intermediate_relation }} as select * from {{ report['table'] }}
   {%- endcall %}
+  {#-- one stored copy of the rows beyond this table (the job's rows table): the library's copy goes;
+       the next run rebuilds it from the ledger when it needs it --#}
+  {% do run_query("drop table if exists " ~ report['table']) %}
   {% if existing_relation is not none %}
     {{ adapter.rename_relation(existing_relation, backup_relation) }}
   {% endif %}
   {{ adapter.rename_relation(intermediate_relation, target_relation) }}
 
+  {#-- docs for the answer fields and generated columns (the yml's description wins), persist_docs or not --#}
+  {%- for name, doc in (report.get('column_docs') or {}).items() -%}
+    {%- set yml = model.columns.get(name) -%}
+    {%- set text = yml.get('description') if yml and yml.get('description') else doc -%}
+    {% call statement('llm_batch_column_doc') -%}
+      comment on column {{ target_relation }}.{{ adapter.quote(name) }} is '{{ text | replace("'", "''") }}'
+    {%- endcall %}
+  {%- endfor -%}
   {{ run_hooks(post_hooks, inside_transaction=True) }}
 
   {% set should_revoke = should_revoke(existing_relation, full_refresh_mode=True) %}
@@ -96,7 +141,16 @@
 {% endmaterialization %}
 
 
-{#-- One log line per model: rows by status, and what this run sent. --#}
+{#-- Per model: the plan (for a reviewer of a CI build), then what the run did, in counts it measured. --#}
+{% macro llm_batch_plan_line(relation, report) -%}
+  {%- set cost = report.get('cost_usd_expected') -%}
+  llm_batch {{ relation }} plan: {{ report['rows'] }} rows, {{ report['requests'] }} distinct requests: {{ report['cached'] }} cached, {{ report['in_flight'] }} in flight, {{ report['new'] }} new
+  {%- if report['new'] %} (estimated {{ 'unknown: no price' if cost is none else '$%.4f' | format(cost) }}
+  {%- if report.get('cost_usd_upper_bound') is not none %}, at most {{ '$%.4f' | format(report['cost_usd_upper_bound']) }}{% endif %})
+  {%- endif -%}
+  {%- if not report['submit'] and report['new'] %}; submit is off: nothing is sent{% endif -%}
+{%- endmacro %}
+
 {% macro llm_batch_summary(relation, report) -%}
   {%- set parts = [] -%}
   {%- for status, n in report['statuses'].items() -%}
@@ -105,8 +159,25 @@
   {%- if report.get('empty') -%}
     llm_batch {{ relation }}: --empty, columns only, nothing sent
   {%- else -%}
-    llm_batch {{ relation }}: {{ report['rows'] }} rows ({{ parts | join(', ') if parts else 'none' }}); {{ report['requests'] }} distinct requests: {{ report['cached'] }} answered before, {{ report['in_flight'] }} in flight, {{ report['sent'] }} sent now
+    llm_batch {{ relation }}: {{ report['rows'] }} rows ({{ parts | join(', ') if parts else 'none' }}
+    {%- if report['stale'] %}; {{ report['stale'] }} of them stale: last answer kept while the changed request is in flight{% endif -%}
+    ); {{ report['sent'] }} requests sent now, {{ report['collected'] }} answers collected now
     {%- if report['held'] %}, {{ report['held'] }} held (submit is off){% endif -%}
     ; job {{ report['job'] }}
+  {%- endif -%}
+{%- endmacro %}
+
+{#-- Failed/expired rows and a wait that ran out are warnings of the model (errors under --warn-error). --#}
+{% macro llm_batch_warnings(model_name, relation, report) -%}
+  {%- if report.get('errors') -%}
+    {%- set parts = [] -%}
+    {%- for code, n in report['errors'].items() -%}{%- do parts.append(n ~ ' ' ~ code) -%}{%- endfor -%}
+    {% do exceptions.warn("llm_batch " ~ relation ~ ": rows not answered: " ~ (parts | join(', '))
+        ~ ". Retryable ones (expired, cancelled, transient errors) are resent by the next build, up to max_attempts = "
+        ~ report['max_attempts'] ~ ", or now: dbt run-operation llm_batch_retry --args '{select: " ~ model_name ~ "}'") %}
+  {%- endif -%}
+  {%- if report.get('timed_out') -%}
+    {% do exceptions.warn("llm_batch " ~ relation ~ ": wait_timeout (" ~ report['wait_timeout'] ~ " s) ran out with "
+        ~ report['live_batches'] ~ " batch(es) still running; their rows stay as they are (pending or stale) and the next build collects them") %}
   {%- endif -%}
 {%- endmacro %}

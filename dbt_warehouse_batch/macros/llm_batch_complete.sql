@@ -17,8 +17,23 @@
 {% test llm_batch_complete(model, column_name=none, allow=['completed']) %}
   {{ config(severity='warn') }}
   {%- set status = adapter.quote(column_name) if column_name else 'status' -%}
+  {%- set allowed -%}({% for s in allow %}'{{ s }}'{{ ', ' if not loop.last }}{% endfor %}){%- endset -%}
+  {%- if execute and load_relation(model) is not none -%}
+    {#-- dbt's own line says only "Got N results": say what they are, by status and error_code --#}
+    {%- set why = run_query("select " ~ status ~ ", error_code, count(*) from " ~ model ~ " where " ~ status
+        ~ " is null or " ~ status ~ " not in " ~ allowed ~ " group by all order by 3 desc, 1, 2") -%}
+    {%- if why.rows -%}
+      {%- set parts, total = [], [] -%}
+      {%- for r in why.rows -%}
+        {%- do parts.append(r[2] ~ ' ' ~ (r[0] or 'null') ~ (' (' ~ r[1] ~ ')' if r[1] else '')) -%}
+        {%- do total.append(r[2]) -%}
+      {%- endfor -%}
+      {% do log("llm_batch_complete " ~ model.identifier ~ ": " ~ (total | sum) ~ " row(s) not complete: "
+                ~ (parts | join(', ')), info=True) %}
+    {%- endif -%}
+  {%- endif -%}
   select *
   from {{ model }}
   where {{ status }} is null
-     or {{ status }} not in ({% for s in allow %}'{{ s }}'{{ ', ' if not loop.last }}{% endfor %})
+     or {{ status }} not in {{ allowed }}
 {% endtest %}

@@ -1,12 +1,20 @@
 {#-
-  dbt run-operation llm_batch_status [--args '{job: main__review_sentiment}']
+  dbt run-operation llm_batch_status [--args '{select: review_sentiment}' | '{job: main__review_sentiment}']
+
+  With `select` (a model name, list, tag:<tag>, path:<prefix> or *): one line per llm_batch model with
+  its rows by status, live batches' progress and ETA, and the expected cost of what is in flight
+  (see llm_batch_operations.sql). Without it, the table below.
 
   Rows by status and spend of every warehouse_batch job in this database (one job per llm_batch
   model, named <schema>__<model>, plus any job run from the CLI). Reads the metadata tables only:
   no provider call. Spend counts each paid request once, under the job that first asked for it.
 -#}
-{% macro llm_batch_status(job=none) %}
+{% macro llm_batch_status(job=none, select=none) %}
   {%- if not execute -%}{{ return(none) }}{%- endif -%}
+  {%- if select is not none -%}
+    {% do warehouse_batch.llm_batch_operation('status', select) %}
+    {{ return(none) }}
+  {%- endif -%}
   {%- set exists = run_query(
       "select count(*) from information_schema.tables "
       ~ "where table_schema = 'warehouse_batch' and table_name in ('job_status', 'spend')") -%}
@@ -22,6 +30,11 @@
       ~ "left join (select job_name, sum(requests) as requests, sum(cost_usd) as cost_usd "
       ~ "           from warehouse_batch.spend group by 1) as sp using (job_name) "
       ~ where ~ " order by 1") -%}
+  {%- if job and not jobs.rows -%}
+    {%- set names = run_query("select string_agg(name, ', ' order by name) from warehouse_batch.jobs") -%}
+    {{ exceptions.raise_compiler_error("llm_batch_status: no job named '" ~ job ~ "' in this warehouse; jobs: "
+        ~ (names.columns[0].values()[0] or 'none') ~ ". To ask by model name: --args '{select: <model>}'") }}
+  {%- endif -%}
   {%- set total = run_query("select coalesce(sum(requests), 0), sum(cost_usd), count_if(cost_usd is null) "
                             ~ "from warehouse_batch.spend") -%}
   {%- set header = ['job', 'rows', 'completed', 'failed', 'pending', 'expired', 'cancelled', 'live batches',

@@ -2,7 +2,9 @@
 -- Placeholders, filled by results.publish from answers.answer_sql: target (quoted table), rows (the
 -- job's rows table), carried (the query's columns), parse (the answer read once: from_json_strict
 -- behind json_valid and TRY, or NULL), answer_error / answer_message (why a completed answer is
--- still a failure; NULL when good), typed (the answer's typed columns, each `expr AS name,`).
+-- still a failure; NULL when good), typed (the answer's typed columns, each `expr AS name,`), job
+-- (the job's name, a literal), keep_stale (true: a row whose changed request is still unanswered
+-- shows its last completed answer, is_stale, from warehouse_batch.answered_rows).
 -- A failed answer keeps its raw content, gets NULL typed columns, and never fails the statement.
 -- One pass of hash joins, no window over the rows: the cost is priced here from the few distinct
 -- models (as warehouse_batch.result_costs does, longest price-list prefix) rather than through that
@@ -13,6 +15,18 @@ WITH model_prices AS (
     FROM (SELECT DISTINCT model FROM warehouse_batch.requests) AS m
     JOIN warehouse_batch.prices AS p ON starts_with(m.model, p.model)
     QUALIFY row_number() OVER (PARTITION BY m.model ORDER BY length(p.model) DESC) = 1
+), keyed AS (
+    -- Which request's answer each row shows: its current request's, or (stale) the last one answered.
+    SELECT q.*,
+           CASE WHEN cur.request_hash IS NULL AND prev.request_hash IS NOT NULL THEN a.request_hash
+                ELSE q.__wb_request_hash END AS __wb_answer_hash,
+           a.request_hash AS __wb_answered_hash,
+           a.published_at AS __wb_published_at
+    FROM {rows} AS q
+    LEFT JOIN warehouse_batch.results AS cur ON cur.request_hash = q.__wb_request_hash
+    LEFT JOIN warehouse_batch.answered_rows AS a ON a.job_name = {job} AND a.custom_id = q.__wb_cid
+    LEFT JOIN warehouse_batch.results AS prev
+           ON {keep_stale} AND prev.request_hash = a.request_hash AND prev.status = 'completed'
 ), joined AS (
     SELECT q.*,
            res.status AS __wb_status,
@@ -33,10 +47,10 @@ WITH model_prices AS (
                 + coalesce(res.output_tokens, 0) * mp.output_per_1m) * mp.batch_discount / 1e6
            END AS __wb_cost_usd,
            ra.attempts AS __wb_attempts
-    FROM {rows} AS q
-    LEFT JOIN warehouse_batch.results AS res ON res.request_hash = q.__wb_request_hash
-    LEFT JOIN warehouse_batch.requests AS req ON req.request_hash = q.__wb_request_hash
-    LEFT JOIN warehouse_batch.request_attempts AS ra ON ra.request_hash = q.__wb_request_hash
+    FROM keyed AS q
+    LEFT JOIN warehouse_batch.results AS res ON res.request_hash = q.__wb_answer_hash
+    LEFT JOIN warehouse_batch.requests AS req ON req.request_hash = q.__wb_answer_hash
+    LEFT JOIN warehouse_batch.request_attempts AS ra ON ra.request_hash = q.__wb_answer_hash
     LEFT JOIN warehouse_batch.batches AS b ON b.shard_id = ra.shard_id
     LEFT JOIN model_prices AS mp ON mp.model = req.model
 ), parsed AS (
@@ -61,5 +75,9 @@ SELECT {carried},
        __wb_attempts AS attempts,
        __wb_request_hash AS request_hash,
        __wb_batch_id AS batch_id,
-       CASE WHEN __wb_status = 'completed' AND __wb_answer_error IS NULL THEN __wb_completed_at END AS completed_at
+       CASE WHEN __wb_status = 'completed' AND __wb_answer_error IS NULL THEN __wb_completed_at END AS completed_at,
+       __wb_answer_hash <> __wb_request_hash AS is_stale,
+       CASE WHEN __wb_status IS NOT NULL THEN __wb_answer_hash END AS answer_request_hash,
+       CASE WHEN __wb_status = 'completed' AND __wb_answer_error IS NULL AND __wb_answered_hash = __wb_answer_hash
+            THEN __wb_published_at END AS published_at
 FROM judged;

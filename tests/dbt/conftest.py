@@ -23,11 +23,11 @@ pytest.importorskip("dbt.adapters.duckdb", reason="dbt-duckdb is not installed")
 from dbt.adapters.duckdb.connections import DuckDBConnectionManager  # noqa: E402
 from dbt.cli.main import dbtRunner, dbtRunnerResult  # noqa: E402
 
+from warehouse_batch.dbt.package import packages_yml  # noqa: E402
 from warehouse_batch.emulator import Emulator, EmulatorConfig  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "dbt_reviews"
-PACKAGE = REPO / "dbt_warehouse_batch"
 
 
 @dataclass
@@ -94,7 +94,7 @@ def release() -> None:
 def copy_project(dest: Path) -> Path:
     shutil.copytree(EXAMPLE, dest, ignore=shutil.ignore_patterns(
         "target", "dbt_packages", "logs", "*.duckdb*", "package-lock.yml"))
-    (dest / "packages.yml").write_text(f"packages:\n  - local: {PACKAGE}\n", encoding="utf-8")
+    (dest / "packages.yml").write_text(packages_yml(), encoding="utf-8")  # as `warehouse-batch dbt package-path --yml`
     return dest
 
 

@@ -20,7 +20,7 @@ def test_first_run_pending_then_completed_with_typed_columns(project: DbtProject
     project.dbt("run")
     assert statuses(project) == {"pending": len(rows)}
     assert project.requests == asked
-    assert f"{asked} sent now" in project.log()
+    assert f"{asked} requests sent now" in project.log()
     # The mart builds on pending rows too: the typed columns are there, NULL for now.
     assert project.sql("SELECT sum(reviews), sum(answered), sum(positive) FROM product_sentiment") == [(len(rows), 0, 0)]
 
@@ -63,20 +63,23 @@ def test_reruns_pay_only_for_what_changed(project: DbtProject) -> None:
 
     project.dbt("run")  # unchanged: everything comes from the cache
     assert project.requests == asked
-    assert "0 sent now" in project.log()
+    assert "0 requests sent now" in project.log()
 
     rows[0]["review_text"] = "Changed my mind: the product broke after a week and support never answered."
     project.write_seed(rows)
     project.dbt("seed")
     project.dbt("run")
     assert project.requests == asked + 1
-    assert statuses(project) == {"completed": len(rows) - 1, "pending": 1}
-    assert project.sql(f"SELECT status FROM review_sentiment WHERE custom_id = {rows[0]['review_id']}") == [("pending",)]
+    # The changed row keeps its last answer, marked stale, while its new request is in flight.
+    assert statuses(project) == {"completed": len(rows)}
+    assert project.sql(f"SELECT status, is_stale FROM review_sentiment WHERE custom_id = {rows[0]['review_id']}") == [
+        ("completed", True)]
 
     project.emulator.advance(3600)
     project.dbt("run", "--full-refresh")  # rebuilt from the library's tables: collects, sends nothing
     assert project.requests == asked + 1
     assert statuses(project) == {"completed": len(rows)}
+    assert project.sql("SELECT count_if(is_stale) FROM review_sentiment") == [(0,)]
 
     # A renamed model is a new job over the same requests: answered from the cache at once.
     models = project.dir / "models"

@@ -68,6 +68,9 @@ def test_unusual_or_long_relation_names_become_distinct_valid_job_names() -> Non
     assert odd.startswith("my_schema__1_review_") and long_a != long_b
 
 
+DBT_KEYS = frozenset({"materialized", "tags", "meta", "pre-hook", "post-hook", "schema", "alias"})
+
+
 def request(config: dict, **extra) -> str:
     return json.dumps({"schema": "main", "identifier": "m", "relation": '"db"."main"."m"',
                        "sql": "select 1 as custom_id, 'hi' as prompt;", "config": config, **extra})
@@ -76,8 +79,8 @@ def request(config: dict, **extra) -> str:
 def test_model_config_maps_onto_job_options() -> None:
     config = {"materialized": "llm_batch", "tags": ["llm"], "meta": {}, "model": "gpt-4o-mini", "system": "Be brief.",
               "temperature": 0, "max_tokens": 5, "max_cost_usd": "0.5", "wait_timeout": "30", "pre-hook": [],
-              "metadata": {"team": "growth"}, "cache": "false", "output_schema": None}
-    model = parse_request(request(config))
+              "metadata": {"team": "growth"}, "output_schema": None}
+    model = parse_request(request(config, no_cache=True), DBT_KEYS)
     job = model.job
     assert (job.name, job.table, job.model, job.system) == ("main__m", f"warehouse_batch.main__m{OUTPUT_SUFFIX}",
                                                             "gpt-4o-mini", "Be brief.")
@@ -86,6 +89,15 @@ def test_model_config_maps_onto_job_options() -> None:
     assert job.query == "select 1 as custom_id, 'hi' as prompt"
     assert model.wait_timeout == 30.0 and model.empty is False
     assert parse_request(request({"model": "m", "job_name": "sentiment_v2"})).job.name == "sentiment_v2"
+
+
+def test_typos_and_cache_in_model_config_are_refused() -> None:
+    with pytest.raises(JobError, match=r"'max_cost' \(did you mean 'max_cost_usd'\?\), 'max_token' \(did you mean "
+                                       r"'max_tokens'\?\); nothing was sent"):
+        parse_request(request({"model": "m", "max_cost": 1, "max_token": 5, "tags": []}), DBT_KEYS)
+    with pytest.raises(JobError, match="'cache' is not a model config.*llm_batch_no_cache: true"):
+        parse_request(request({"model": "m", "cache": False}), DBT_KEYS)
+    assert parse_request(request({"model": "m"})).job.cache is True
 
 
 def test_bad_model_config_names_the_model() -> None:
@@ -103,3 +115,18 @@ def test_a_json_schema_file_beside_the_model_is_found(tmp_path: Path) -> None:
     job = parse_request(request({"model": "m", "output_schema": "answer.json"}, project_dir=str(tmp_path),
                                 path="models/m.sql")).job
     assert job.output_schema == str((tmp_path / "models" / "answer.json").resolve())
+
+
+def test_errors_for_dbt_use_dbt_words_and_name_the_redacted_provider(monkeypatch: pytest.MonkeyPatch) -> None:
+    from warehouse_batch.dbt.messages import for_dbt
+    from warehouse_batch.errors import ConfigError
+    from warehouse_batch.providers.openai import OpenAIBatchProvider
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with pytest.raises(ConfigError) as caught:
+        OpenAIBatchProvider(base_url="http://user:secret@127.0.0.1:8000/v1?api-key=k")
+    report = for_dbt(caught.value, "http://user:secret@127.0.0.1:8000/v1?api-key=k")
+    assert report["kind"] == "config" and report["error"].startswith("no API key: set OPENAI_API_KEY")
+    assert "--base-url" not in report["error"] and "OPENAI_BASE_URL=http://127.0.0.1:8000/v1" in report["error"]
+    assert report["error"].endswith("[provider: http://127.0.0.1:8000/v1]")
+    assert "secret" not in report["error"] and "api-key" not in report["error"]

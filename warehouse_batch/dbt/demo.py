@@ -18,11 +18,11 @@ from pathlib import Path
 import duckdb
 import openai
 
+from warehouse_batch.dbt.package import packages_yml
 from warehouse_batch.emulator import Emulator, EmulatorConfig
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "dbt_reviews"
-PACKAGE = REPO / "dbt_warehouse_batch"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         print("dbt is not installed: pip install -e '.[dbt]' (dbt-core~=1.11.0, dbt-duckdb, numpy)", file=sys.stderr)
         return 2
-    if not EXAMPLE.exists() or not PACKAGE.exists():
+    if not EXAMPLE.exists():
         print(f"the example project is not at {EXAMPLE}; run the demo from a clone of the repository", file=sys.stderr)
         return 2
 
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(project)
     shutil.copytree(EXAMPLE, project, ignore=shutil.ignore_patterns(
         "target", "dbt_packages", "logs", "*.duckdb*", "package-lock.yml"))
-    (project / "packages.yml").write_text(f"packages:\n  - local: {PACKAGE}\n", encoding="utf-8")
+    (project / "packages.yml").write_text(packages_yml(), encoding="utf-8")  # the installed dbt package
     db = work / "reviews.duckdb"
 
     def dbt(*command: str) -> bool:

@@ -1,9 +1,9 @@
--- depends_on: {{ ref('raw_reviews') }}
--- (the source is the seed: this line makes `dbt build` load the seed first)
+-- The raw reviews come from a seed (seeds/raw_reviews.csv); in a real project this would be a
+-- source() of the table your loader writes.
 select
     review_id,
     lower(trim(product)) as product,
     stars,
     trim(review_text) as review_text
-from {{ source('raw', 'reviews') }}
+from {{ ref('raw_reviews') }}
 where review_text is not null and trim(review_text) <> ''
