@@ -544,6 +544,10 @@ def cancel(job_name: str, db: str, **kw: Any) -> None:
               help="Seconds until result files are deleted, unless a batch sets output_expires_after.")
 @click.option("--max-embedding-inputs", "max_embedding_inputs_per_batch", type=int, default=50_000,
               show_default=True, help="Embedding inputs across all requests of one /v1/embeddings batch.")
+@click.option("--webhook-url", default=None, help="POST a signed event here when a batch ends (e.g. a worker's "
+              "http://127.0.0.1:8080/webhooks/openai).")
+@click.option("--webhook-secret", envvar="OPENAI_WEBHOOK_SECRET", default=None,
+              help="whsec_... secret the webhooks are signed with (default: $OPENAI_WEBHOOK_SECRET).")
 def emulator(host: str, port: int, state_dir: str | None, supported_models: str | None, **timing: Any) -> None:
     """Serve an offline emulator of the OpenAI Files + Batch API (and chat/responses/embeddings).
 
