@@ -220,11 +220,6 @@ def record(warehouse: Warehouse, name: str, state: str, error: str | None, *, ra
         [state, error, ran_version, started, name])
 
 
-def managed(warehouse: Warehouse, name: str) -> bool:
-    """Whether the job of that name came from a definition (else a job file owns it)."""
-    return bool(warehouse.scalar(f"SELECT count(*) FROM {VERSIONS} WHERE name = ?", [name]))
-
-
 # -- validation ---------------------------------------------------------------------------------
 def to_job(definition: Definition) -> Job:
     """The definition as a Job, validated like a job file. Options that would make the worker read
@@ -271,5 +266,14 @@ def budget_guard(warehouse: Warehouse, policy: Policy, definer: str) -> Any:
     return guard
 
 
+def run_from_a_job_file(warehouse: Warehouse, name: str) -> bool:
+    """Whether a job of that name existed before its first definition (run from a job file or the
+    API): a definition may not take over a job someone else runs."""
+    return bool(warehouse.scalar(
+        f"""SELECT count(*) FROM {SCHEMA}.jobs AS j
+            WHERE j.name = ? AND j.created_at < (SELECT min(v.recorded_at) FROM {VERSIONS} AS v WHERE v.name = j.name)""",
+        [name]))
+
+
 __all__ = ["Changes", "Definers", "Definition", "DuckDBDefiners", "Policy", "budget_guard",
-           "check_reads_only_tables", "managed", "read", "record", "sync", "to_job"]
+           "check_reads_only_tables", "read", "record", "run_from_a_job_file", "sync", "to_job"]
