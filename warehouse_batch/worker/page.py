@@ -89,7 +89,7 @@ def render(snap: Snapshot, stats: Stats, *, location: str) -> str:
                     if stats.last_step_error else "")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="15">
-<title>warehouse_batch worker</title><style>{_CSS}</style></head>
+<link rel="icon" href="data:,"><title>warehouse_batch worker</title><style>{_CSS}</style></head>
 <body>
 <h1>warehouse_batch worker</h1>
 <p class="muted">{_e(location)} · figures as of {as_of}</p>{worker_error}
