@@ -23,7 +23,8 @@ from typing import Any
 import duckdb
 import pytest
 
-from warehouse_batch.emulator import Emulator, EmulatorConfig
+from warehouse_batch.cost import usd
+from warehouse_batch.emulator import Emulator
 from warehouse_batch.emulator.webhooks import new_secret
 
 from .conftest import API_KEY
@@ -328,11 +329,11 @@ def test_the_status_page_renders_in_headless_chromium_with_the_right_numbers(
             assert row.locator("td.completed").inner_text() == str(completed)
             assert row.locator("td.failed").inner_text() == str(failed)
             assert row.locator("td.pending").inner_text() == "0"
-            assert row.locator("td.spend").inner_text() == f"${spend:,.4f}"
+            assert row.locator("td.spend").inner_text() == usd(spend)
             assert row.locator(".pct").inner_text() == "100%"
             assert row.locator('[role="progressbar"]').get_attribute("aria-valuenow") == "5"
             assert "alice" in row.inner_text()
-            assert page.locator("#spend-today b").inner_text() == f"${spend:,.4f}"
+            assert page.locator("#spend-today b").inner_text() == usd(spend)
             failures = {r.locator("td.code").inner_text(): int(r.locator("td.num").inner_text())
                         for r in page.locator("#failures tbody tr").all()}
             assert failures == codes

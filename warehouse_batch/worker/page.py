@@ -11,6 +11,7 @@ import html
 import time
 from typing import Any
 
+from warehouse_batch.cost import usd
 from warehouse_batch.worker.snapshot import Snapshot, Stats
 
 _CSS = """
@@ -34,7 +35,7 @@ def _e(value: Any) -> str:
 
 
 def _usd(value: float | None) -> str:
-    return "—" if value is None else f"${value:,.4f}"
+    return "—" if value is None else usd(value)
 
 
 def _eta(seconds: Any) -> str:
