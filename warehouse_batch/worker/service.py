@@ -224,7 +224,8 @@ class Worker:
                 continue
             job = self.runner.ledger.job(d.name)
             if self.runner.ledger.count(self.runner.ledger.retryable_sql(job, exhausted=False)):
-                self._isolated(d.name, lambda n=d.name: self.runner.retry(n))
+                if self._isolated(d.name, lambda n=d.name: self.runner.retry(n)):
+                    defs.record(self.warehouse, d.name, defs.RUNNING, None)
             elif d.state == defs.RUNNING:
                 defs.record(self.warehouse, d.name, defs.DONE, self.runner.ledger.job_error(d.name))
         # Back off while nothing finishes; start again from the shortest interval when something does.
