@@ -88,8 +88,9 @@ def http(url: str, data: bytes | None = None, headers: dict[str, str] | None = N
 class WorkerProcess:
     """`warehouse-batch worker` in a subprocess, its log in a file."""
 
-    def __init__(self, db: Path, emulator: Emulator, log: Path, *args: str, secret: str | None = None):
-        env = {**os.environ, "OPENAI_API_KEY": API_KEY, "OPENAI_BASE_URL": emulator.base_url}
+    def __init__(self, db: Path, emulator: Emulator, log: Path, *args: str, secret: str | None = None,
+                 env: dict[str, str] | None = None):
+        env = {**os.environ, "OPENAI_API_KEY": API_KEY, "OPENAI_BASE_URL": emulator.base_url, **(env or {})}
         env.pop("OPENAI_WEBHOOK_SECRET", None)
         if secret:
             env["OPENAI_WEBHOOK_SECRET"] = secret
@@ -128,8 +129,8 @@ def reviews(db: Path) -> Path:
 def start_worker(reviews: Path, emulator: Emulator, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     started: list[WorkerProcess] = []
 
-    def start(*args: str, secret: str | None = None) -> WorkerProcess:
-        worker = WorkerProcess(reviews, emulator, tmp_path / "worker.log", *args, secret=secret)
+    def start(*args: str, secret: str | None = None, env: dict[str, str] | None = None) -> WorkerProcess:
+        worker = WorkerProcess(reviews, emulator, tmp_path / "worker.log", *args, secret=secret, env=env)
         started.append(worker)
         return worker
 
@@ -272,6 +273,19 @@ def test_sigterm_mid_run_then_restart_pays_nothing_twice(
     assert (counters["files_uploaded"], counters["batch_create_calls"], counters["requests_received"]) == (2, 2, 10)
     assert analyst(reviews, "SELECT count(*) FROM sentiment WHERE status = 'completed'") == [(5,)]
     assert second.stop() == 0
+
+
+@pytest.mark.parametrize("point", ["after_plan", "after_create", "after_download"])
+def test_a_worker_killed_anywhere_resumes_on_restart_without_paying_twice(
+        point: str, reviews: Path, emulator: Emulator, start_worker: Callable[..., WorkerProcess]) -> None:
+    first = start_worker("--poll-interval", "0.2", env={"WAREHOUSE_BATCH_FAILPOINT": point})
+    define(reviews, "sentiment", QUERY, OPTIONS)
+    assert first.proc.wait(timeout=WAIT) == -signal.SIGKILL
+    start_worker("--poll-interval", "0.2")
+    wait_for("the job to finish", lambda: states(reviews)["sentiment"][0] == "done")
+    counters = emulator.counters()
+    assert (counters["batches_created"], counters["requests_received"]) == (1, 5)
+    assert analyst(reviews, "SELECT count(*) FROM sentiment WHERE status = 'completed'") == [(5,)]
 
 
 def test_cancel_and_delete_are_sql_too(reviews: Path, emulator: Emulator,

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from warehouse_batch import definitions as defs
 from warehouse_batch.definitions import Definers, Definition, Policy
-from warehouse_batch.errors import JobError, StoppedError, WarehouseBatchError, is_interrupt
+from warehouse_batch.errors import JobError, StoppedError, WarehouseBatchError, WarehouseBusyError, is_interrupt
 from warehouse_batch.names import SCHEMA
 from warehouse_batch.runner import Runner
 from warehouse_batch.worker import snapshot
@@ -111,10 +111,23 @@ class Worker:
                 next_check = time.monotonic() + self.timing.check_interval
             if self.stopping:
                 break
-            pause = max(0.0, min(next_check, self._next_poll) - time.monotonic())
-            with self.warehouse.released():  # analysts, BI tools and the CLI get in while we wait
-                self._wake.wait(pause)
-                self._wake.clear()
+            self._sleep(max(0.0, min(next_check, self._next_poll) - time.monotonic()))
+
+    def _sleep(self, pause: float) -> None:
+        """Wait with the warehouse released (analysts, BI tools and the CLI get in meanwhile). If
+        someone holds it past the lock timeout when we want it back, wait and try again."""
+        while True:
+            try:
+                with self.warehouse.released():
+                    self._wake.wait(pause)
+                    self._wake.clear()
+                return
+            except WarehouseBusyError as exc:
+                self.stats.last_step_error = str(exc)
+                log.warning("%s", exc)
+                if self.stopping:
+                    return
+                pause = self.timing.check_interval
 
     def step(self, *, poll: bool) -> None:
         """One pass over the definitions and the worker's jobs (see the module docstring)."""
