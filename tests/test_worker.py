@@ -167,19 +167,28 @@ def test_an_analyst_defines_a_job_in_sql_and_the_worker_runs_it(reviews: Path, e
     assert versions == [(1, False), (2, True)]
     assert analyst(reviews, "SELECT status, count(*) FROM sentiment GROUP BY ALL") == [("completed", 5)]
 
+    # New source rows are picked up when the analyst asks for a run; only they are sent.
+    analyst(reviews, "INSERT INTO reviews VALUES (5, 'a new review')")
+    analyst(reviews, "UPDATE warehouse_batch.job_definitions SET run_requested = true WHERE name = 'sentiment'")
+    wait_for("the new row", lambda: analyst(reviews, "SELECT count(*) FROM sentiment WHERE status = 'completed'")
+             == [(6,)])
+    assert emulator.counters()["requests_received"] == 7
+    assert analyst(reviews, "SELECT run_requested, version FROM warehouse_batch.job_definitions "
+                            "WHERE name = 'sentiment'") == [(False, 2)]
+
     # Paused: nothing is sent for a new definition while enabled = false.
     define(reviews, "paused_job", QUERY.replace("FROM reviews", "FROM reviews WHERE id < 2"),
            {**OPTIONS, "system": "Another question."}, enabled=False)
     wait_for("the definition to be paused", lambda: states(reviews).get("paused_job", ("",))[0] == "paused")
-    assert emulator.counters()["requests_received"] == 6
+    assert emulator.counters()["requests_received"] == 7
 
     # The BI views answer from the same tables.
     progress = analyst(reviews, "SELECT job_name, row_count, completed, percent_done, defined_by, version "
                                 "FROM warehouse_batch.job_progress WHERE job_name = 'sentiment'")
-    assert progress == [("sentiment", 5, 5, 100.0, definer, 2)]
+    assert progress == [("sentiment", 6, 6, 100.0, definer, 2)]
     spend = analyst(reviews, "SELECT sum(requests), sum(cost_usd) > 0 FROM warehouse_batch.daily_spend "
                              "WHERE job_name = 'sentiment'")
-    assert spend == [(6, True)]
+    assert spend == [(7, True)]
     assert worker.stop() == 0
 
 

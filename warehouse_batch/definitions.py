@@ -47,6 +47,7 @@ class Definition:
     options: dict[str, Any]
     enabled: bool
     cancel_requested: bool
+    run_requested: bool
     defined_by: str
     version: int | None
     state: str | None
@@ -55,9 +56,9 @@ class Definition:
 
     @property
     def needs_run(self) -> bool:
-        """Enabled, not cancelled, and its current version not yet run (or refused)."""
+        """Enabled, not cancelled, and its current version not yet run (or refused), or asked to run again."""
         return self.enabled and not self.cancel_requested and self.version is not None \
-            and self.ran_version != self.version
+            and (self.ran_version != self.version or self.run_requested)
 
     @property
     def fingerprint(self) -> str:
@@ -153,11 +154,12 @@ def read(warehouse: Warehouse, definers: Definers) -> list[Definition]:
     """Every row of job_definitions, with its definer resolved."""
     out = []
     for row in warehouse.rows(f"""SELECT name, query, CAST(options AS VARCHAR) AS options, enabled, cancel_requested,
-                                         defined_by, version, state, ran_version FROM {TABLE} ORDER BY name"""):
+                                         run_requested, defined_by, version, state, ran_version
+                                  FROM {TABLE} ORDER BY name"""):
         options, error = _options(row["options"])
         out.append(Definition(
             name=row["name"], query=row["query"] or "", options=options, enabled=bool(row["enabled"]),
-            cancel_requested=bool(row["cancel_requested"]), defined_by=definers.definer(row["defined_by"]),
+            cancel_requested=bool(row["cancel_requested"]), run_requested=bool(row["run_requested"]), defined_by=definers.definer(row["defined_by"]),
             version=row["version"], state=row["state"], ran_version=row["ran_version"], options_error=error))
     return out
 
@@ -213,11 +215,13 @@ def sync(warehouse: Warehouse, definers: Definers) -> Changes:
 
 def record(warehouse: Warehouse, name: str, state: str, error: str | None, *, ran_version: int | None = None,
            started: bool = False) -> None:
-    """Write the worker's view of a definition back to its row (readable in SQL)."""
+    """Write the worker's view of a definition back to its row (readable in SQL). Recording the
+    version run (or refused) also answers a `run_requested`."""
     warehouse.execute(
         f"UPDATE {TABLE} SET state = ?, last_error = ?, ran_version = coalesce(?, ran_version), "
-        f"last_run_at = CASE WHEN ? THEN now() ELSE last_run_at END WHERE name = ?",
-        [state, error, ran_version, started, name])
+        "run_requested = CASE WHEN ? IS NULL THEN run_requested ELSE false END, "
+        "last_run_at = CASE WHEN ? THEN now() ELSE last_run_at END WHERE name = ?",
+        [state, error, ran_version, ran_version, started, name])
 
 
 # -- validation ---------------------------------------------------------------------------------

@@ -9,6 +9,8 @@ CREATE TABLE IF NOT EXISTS warehouse_batch.job_definitions (
     options          JSON NOT NULL DEFAULT '{}',  -- the options of a job file: {"model": ..., "system": ..., "output_schema": ...}
     enabled          BOOLEAN NOT NULL DEFAULT true,   -- false: paused (nothing sent or collected)
     cancel_requested BOOLEAN NOT NULL DEFAULT false,  -- true: cancel the job's live batches
+    run_requested    BOOLEAN NOT NULL DEFAULT false,  -- true: run the current version again (new source rows,
+                                                      -- a refusal that no longer applies); the worker resets it
     defined_by       VARCHAR,               -- who may spend for it (filled by the worker when NULL)
     defined_at       TIMESTAMPTZ DEFAULT current_timestamp,
     -- Written by the worker only:
