@@ -372,3 +372,23 @@ def test_the_status_page_renders_in_headless_chromium_with_the_right_numbers(
     assert f'warehouse_batch_job_rows{{job="sentiment",status="completed"}} {float(completed)}' in metrics
     assert "warehouse_batch_requests_sent_total 5.0" in metrics
     assert "warehouse_batch_last_successful_poll_timestamp_seconds" in metrics
+
+
+@pytest.mark.parametrize("query", [
+    "SELECT 1 AS custom_id, 'x' AS prompt FROM '/etc/hosts'",
+    "SELECT 1 AS custom_id, 'x' AS prompt FROM \"data.parquet\"",
+    "SELECT 1 AS custom_id, content AS prompt FROM read_text('/etc/hostname')",
+    "SELECT 1 AS custom_id, 'x' AS prompt FROM read_parquet('s3://bucket/x.parquet')",
+    "SELECT 1 AS custom_id, file AS prompt FROM glob('/home/*')",
+    "SELECT 1 AS custom_id, 'x' AS prompt FROM query('SELECT 1')",
+    "WITH t AS (SELECT * FROM read_csv_auto('x.csv')) SELECT 1 AS custom_id, 'x' AS prompt FROM t",
+])
+def test_a_definition_may_not_read_the_worker_hosts_files(query: str) -> None:
+    from warehouse_batch.definitions import check_reads_only_tables
+    from warehouse_batch.errors import JobError
+    from warehouse_batch.jobs import Job
+
+    with pytest.raises(JobError, match="only read tables of the warehouse"):
+        check_reads_only_tables(Job(name="j", query=query, model="gpt-4o-mini"))
+    check_reads_only_tables(Job(name="j", query="SELECT id AS custom_id, text AS prompt FROM main.reviews r "
+                                                "JOIN other USING (id)", model="gpt-4o-mini"))

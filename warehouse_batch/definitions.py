@@ -95,7 +95,7 @@ class Policy:
 #: Table functions that read files or URLs from the worker's machine (DuckDB): a definition's query
 #: may only read tables of the warehouse, never the worker host's disk or network.
 _EXTERNAL_READERS = ("read_", "glob", "parquet_", "sniff_csv", "iceberg_", "delta_scan", "sqlite_", "postgres_",
-                     "mysql_", "query_table", "query")
+                     "mysql_", "query_table", "query", "duckdb_secrets", "which_secret")
 
 
 class DuckDBDefiners:

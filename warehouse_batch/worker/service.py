@@ -15,6 +15,7 @@ import queue
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from warehouse_batch import definitions as defs
@@ -157,10 +158,10 @@ class Worker:
         (a refused new version still collects what its earlier version paid for)."""
         return [d for d in definitions if d.enabled and not d.cancel_requested and d.ran_version is not None]
 
-    def _isolated(self, name: str, action: object) -> bool:
+    def _isolated(self, name: str, action: Callable[[], object]) -> bool:
         """Run one job's action; whatever it raises is written to that job's row, never further."""
         try:
-            return bool(action())  # type: ignore[operator]
+            return bool(action())
         except BaseException as exc:
             if is_interrupt(exc):
                 raise
