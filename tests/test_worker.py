@@ -244,6 +244,11 @@ def test_a_signed_webhook_collects_at_once_and_a_forged_one_is_refused(
     assert code == 401
     assert emulator.counters()["calls"].get(downloads, 0) == 0
     assert analyst(reviews, "SELECT status, count(*) FROM sentiment GROUP BY ALL") == [("pending", 5)]
+    # While the batch runs, the page shows it in flight with the cost still to come.
+    page = wait_for("the page to show the live batch", lambda: (
+        body := http(worker.url)[1]) and '<td class="num pending">5</td>' in body and body)
+    assert re.search(r'id="live-batches">Live batches<b>1</b>', page)
+    assert re.search(r'<td class="num remaining">\$0\.0000\d+</td>', page)
 
     emulator.advance(10_000)  # the batch completes; the emulator's own webhook follows
     wait_for("the webhook's collect", lambda: analyst(
