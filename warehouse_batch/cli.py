@@ -544,6 +544,10 @@ def cancel(job_name: str, db: str, **kw: Any) -> None:
               help="Seconds until result files are deleted, unless a batch sets output_expires_after.")
 @click.option("--max-embedding-inputs", "max_embedding_inputs_per_batch", type=int, default=50_000,
               show_default=True, help="Embedding inputs across all requests of one /v1/embeddings batch.")
+@click.option("--webhook-url", default=None, help="POST a signed event here when a batch ends (e.g. a worker's "
+              "http://127.0.0.1:8080/webhooks/openai).")
+@click.option("--webhook-secret", envvar="OPENAI_WEBHOOK_SECRET", default=None,
+              help="whsec_... secret the webhooks are signed with (default: $OPENAI_WEBHOOK_SECRET).")
 def emulator(host: str, port: int, state_dir: str | None, supported_models: str | None, **timing: Any) -> None:
     """Serve an offline emulator of the OpenAI Files + Batch API (and chat/responses/embeddings).
 
@@ -557,6 +561,60 @@ def emulator(host: str, port: int, state_dir: str | None, supported_models: str 
     if supported_models is not None:
         timing["supported_models"] = tuple(m.strip() for m in supported_models.split(",") if m.strip())
     serve(EmulatorConfig(state_dir=state_dir, **timing), host=host, port=port)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface for the status page, metrics and webhooks.")
+@click.option("--port", default=8080, show_default=True, type=int, help="Port to listen on (0 picks a free one).")
+@click.option("--check-interval", type=float, default=5.0, show_default=True,
+              help="Seconds between looks at warehouse_batch.job_definitions.")
+@click.option("--poll-interval", type=float, default=5.0, show_default=True,
+              help="First wait before polling the provider; backs off x1.5 while nothing finishes.")
+@click.option("--max-poll-interval", type=float, default=60.0, show_default=True, help="Longest wait between polls.")
+@click.option("--allow-definer", "allowed", multiple=True, metavar="NAME",
+              help="Only run definitions whose defined_by is one of these (repeat; default: anyone).")
+@click.option("--definer-daily-budget-usd", type=float, default=None,
+              help="Each definer's spend per UTC day; a definition that would exceed it is refused in its row.")
+@click.option("--definer-budget", "definer_budgets", multiple=True, metavar="NAME=USD",
+              help="One definer's own daily budget (repeat).")
+@click.option("--default-definer", default=None,
+              help="defined_by of rows that leave it empty (default: the worker's OS user).")
+@click.option("--daily-budget-usd", type=float, default=None,
+              help="The warehouse's daily budget, all jobs (default: $WAREHOUSE_BATCH_DAILY_BUDGET_USD or `budget`).")
+@_common
+@_provider_options
+@_handle
+def worker(db: str, host: str, port: int, check_interval: float, poll_interval: float, max_poll_interval: float,
+           allowed: tuple[str, ...], definer_daily_budget_usd: float | None, definer_budgets: tuple[str, ...],
+           default_definer: str | None, **kw: Any) -> None:
+    """Run the jobs analysts define as rows of warehouse_batch.job_definitions (docs/worker.md).
+
+    Serves the status page (/), /healthz, /metrics and POST /webhooks/openai (secret from
+    $OPENAI_WEBHOOK_SECRET). Stops cleanly on SIGTERM; a restart resumes without paying twice.
+
+    \b
+    Example:
+      warehouse-batch worker --db team.duckdb --port 8080 --allow-definer alice --definer-daily-budget-usd 20
+      duckdb team.duckdb "INSERT INTO warehouse_batch.job_definitions (name, query, options)
+        VALUES ('sentiment', 'SELECT id AS custom_id, text AS prompt FROM reviews', '{\"model\": \"gpt-4o-mini\"}')"
+    """
+    from warehouse_batch.cost import budget_value
+    from warehouse_batch.definitions import Policy
+    from warehouse_batch.worker.main import serve
+    from warehouse_batch.worker.service import Timing
+
+    budgets = {}
+    for item in definer_budgets:
+        name, value = _pair(item, "--definer-budget")
+        budgets[name] = budget_value(value, "--definer-budget")
+    policy = Policy(allowed_definers=frozenset(allowed) if allowed else None,
+                    definer_daily_budget_usd=definer_daily_budget_usd, definer_budgets=budgets)
+    settings = _settings(kw)
+    settings["reporter"] = NullReporter()  # the worker logs; progress bars would fill its log
+    with api.open_runner(db, **settings) as runner:
+        serve(runner, host=host, port=port, policy=policy, default_definer=default_definer,
+              timing=Timing(check_interval=check_interval, poll_interval=poll_interval,
+                            max_poll_interval=max_poll_interval))
 
 
 @main.command()

@@ -121,6 +121,9 @@ class Runner:
             self.ledger.alias_prices()
         #: Per job: the error of its last failed step in this process (see `collect`).
         self.failures: dict[str, WarehouseBatchError] = {}
+        #: An extra spending rule checked with the cost limits, before anything is recorded or sent
+        #: (the worker's per-definer budget); raises JobError to refuse the run.
+        self.guard: Callable[[Job, Estimate], None] | None = None
 
     @property
     def provider(self) -> BatchProvider:
@@ -189,6 +192,8 @@ class Runner:
                 counts.sample_size = sample
             cost.check_limits(job, estimate)
             cost.check_daily_budget(self.ledger, job, estimate, cost.daily_budget(self.ledger, self.daily_budget_usd))
+            if self.guard is not None:
+                self.guard(job, estimate)
             warnings = self._stale_requests_warning(job, stage)
             self._check_token_budget(stage)
             if counts.to_submit and self.submit_enabled:

@@ -397,6 +397,24 @@ async def admin_reset(request: Request) -> Response:
     return JSONResponse({"reset": True})
 
 
+async def admin_webhooks(request: Request) -> Response:
+    """GET: the deliveries so far. POST {"batch_id", "status"?, "forge"?}: send one now;
+    POST {"replay": index}: send an earlier delivery again, unchanged."""
+    sender = _engine(request).webhooks
+    if request.method == "POST":
+        body = await _json(request)
+        try:
+            if "replay" in body:
+                delivery = await run_in_threadpool(sender.replay, int(body["replay"]))
+            else:
+                delivery = await run_in_threadpool(lambda: sender.send(str(body["batch_id"]), body.get("status"),
+                                                                       forge=bool(body.get("forge"))))
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            raise APIError(400, f"cannot send the webhook: {exc}")
+        return JSONResponse(delivery.to_dict())
+    return JSONResponse({"deliveries": [d.to_dict() for d in sender.deliveries]})
+
+
 async def admin_health(request: Request) -> Response:
     return JSONResponse({"ok": True, "now": _engine(request).clock.now()})
 
@@ -447,6 +465,7 @@ def create_app(config: EmulatorConfig | None = None) -> Starlette:
         Route("/_emulator/faults", admin_faults, methods=["GET", "POST"]),
         Route("/_emulator/reset", admin_reset, methods=["POST"]),
         Route("/_emulator/health", admin_health, methods=["GET"]),
+        Route("/_emulator/webhooks", admin_webhooks, methods=["GET", "POST"]),
     ]
     app = Starlette(
         routes=routes,

@@ -47,6 +47,9 @@ class EmulatorConfig:
     api_key: str | None = None  # when set, only this exact key is accepted
     flavor: str = "openai"  # "azure" also serves /openai/v1/... and /openai/...?api-version=
     state_dir: str | None = None  # persist files and batches here; reloaded on start
+    # POST a signed event here when a batch ends (webhooks.py); the secret is `whsec_<base64 key>`.
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
     seed: int = 0
     # Fractions of requests (chosen by hash of custom_id + seed) that misbehave.
     error_rate: float = 0.0

@@ -23,6 +23,7 @@ class Counters:
         self.sync_requests = 0
         self.faults_injected = 0
         self.retries = 0
+        self.webhooks_sent = 0
         self.calls: Counter[str] = Counter()
         self.custom_ids: Counter[str] | None = Counter()
 
@@ -58,6 +59,7 @@ class Counters:
                 "retries": self.retries,
                 "sync_requests": self.sync_requests,
                 "faults_injected": self.faults_injected,
+                "webhooks_sent": self.webhooks_sent,
             }
             if self.custom_ids is not None:
                 out["custom_ids_received"] = dict(self.custom_ids)

@@ -42,6 +42,7 @@ from typing import Any
 
 from . import ids
 from .clock import Clock
+from .webhooks import WebhookSender
 from .config import EmulatorConfig
 from .counters import Counters
 from .errors import APIError, not_found
@@ -117,6 +118,8 @@ class Engine:
         self.faults = FaultRegistry()
         self._state_dir = Path(config.state_dir) if config.state_dir else None
         self._open_stores()
+        self.webhooks = WebhookSender(self)
+        self.webhooks.ensure_running()
 
     # ------------------------------------------------------------ setup / persistence
 
@@ -179,7 +182,8 @@ class Engine:
             self.config = self.config.updated(**fields)
             if "time_scale" in fields:
                 self.clock.set_scale(self.config.time_scale)
-            return self.config
+        self.webhooks.ensure_running()
+        return self.config
 
     def advance(self, seconds: float) -> float:
         with self.lock:

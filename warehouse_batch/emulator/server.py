@@ -15,6 +15,7 @@ from .app import create_app, quiet_drop_logs
 from .config import EmulatorConfig
 from .engine import Engine
 from .faults import Fault
+from .webhooks import Delivery
 
 
 class Emulator:
@@ -53,6 +54,8 @@ class Emulator:
         return self
 
     def stop(self) -> None:
+        if self.app is not None:
+            self.engine.webhooks.stop()
         if self._server is not None:
             self._server.should_exit = True
         if self._thread is not None:
@@ -101,6 +104,17 @@ class Emulator:
                      drop: bool = False, delay: float | None = None, truncate: bool = False,
                      corrupt: bool = False) -> None:
         self.engine.faults.add(Fault(op, status, times, retry_after, drop, delay, truncate, corrupt))
+
+    def send_webhook(self, batch_id: str, status: str | None = None, *, forge: bool = False) -> Delivery:
+        """POST a signed event about the batch to the configured webhook_url now (forge: a wrong key)."""
+        return self.engine.webhooks.send(batch_id, status, forge=forge)
+
+    def replay_webhook(self, index: int = -1) -> Delivery:
+        """Send an earlier webhook delivery again, byte for byte."""
+        return self.engine.webhooks.replay(index)
+
+    def webhook_deliveries(self) -> list[Delivery]:
+        return list(self.engine.webhooks.deliveries)
 
     def reset(self) -> None:
         """Forget all files, batches, counters and faults (state_dir contents too)."""

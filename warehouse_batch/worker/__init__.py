@@ -1,0 +1,1 @@
+"""The long-running service: jobs defined as rows in the warehouse, webhooks, metrics and a status page."""
