@@ -65,7 +65,8 @@ WITH counts AS (
                 + coalesce(r.est_output_expected, r.est_output_tokens, 0) * p.output_per_1m)
                * p.batch_discount / 1e6) AS cost_usd
     FROM warehouse_batch.requests AS r
-    JOIN warehouse_batch.batches AS b ON b.shard_id = r.shard_id
+    JOIN warehouse_batch.request_attempts AS ra ON ra.request_hash = r.request_hash
+    JOIN warehouse_batch.batches AS b ON b.shard_id = ra.shard_id
     JOIN warehouse_batch.request_prices AS p ON p.request_hash = r.request_hash
     WHERE b.state <> 'collected'
       AND NOT EXISTS (SELECT 1 FROM warehouse_batch.results AS x WHERE x.request_hash = r.request_hash)

@@ -13,7 +13,8 @@ SELECT
                           + coalesce(r.est_output_expected, r.est_output_tokens, 0) * p.output_per_1m)
                          * p.batch_discount / 1e6), 0)
      FROM warehouse_batch.requests AS r
-     JOIN warehouse_batch.batches AS b ON b.shard_id = r.shard_id
+     JOIN warehouse_batch.request_attempts AS ra ON ra.request_hash = r.request_hash
+     JOIN warehouse_batch.batches AS b ON b.shard_id = ra.shard_id
      JOIN warehouse_batch.request_prices AS p ON p.request_hash = r.request_hash
      JOIN warehouse_batch.job_definitions AS d ON d.name = r.first_job
      WHERE d.defined_by = $definer AND b.state <> 'collected'
