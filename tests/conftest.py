@@ -41,7 +41,8 @@ def warehouse_kind(request: pytest.FixtureRequest) -> str:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if metafunc.definition.get_closest_marker("both_warehouses") and "warehouse_kind" in metafunc.fixturenames:
+    if (metafunc.definition.get_closest_marker("both_warehouses") and "warehouse_kind" in metafunc.fixturenames
+            and not metafunc.definition.get_closest_marker("duckdb_only")):
         metafunc.parametrize("warehouse_kind", ["duckdb", "postgres"], indirect=True)
 
 

@@ -107,7 +107,6 @@ class Tracking:
 
 def write_back(con: duckdb.DuckDBPyConnection, uri: str, written: set[str]) -> None:
     """Replace each written table in Postgres by its copy (through the product's bulk write path)."""
-    from warehouse_batch.warehouses.postgres import PostgresWarehouse
 
     tables = [t for t in written if con.execute(
         "SELECT count(*) FROM duckdb_tables() WHERE lower(schema_name || '.' || table_name) = lower(?) "
@@ -115,8 +114,16 @@ def write_back(con: duckdb.DuckDBPyConnection, uri: str, written: set[str]) -> N
         [t.replace('"', ""), t.replace('"', "")]).fetchall()[0][0]]
     if not tables:
         return
-    with PostgresWarehouse(uri, work_dir=None) as warehouse:
+    import adbc_driver_postgresql.dbapi as dbapi
+
+    from warehouse_batch.quoting import split_table
+    from warehouse_batch.warehouses import replica
+
+    with dbapi.connect(uri, autocommit=True) as pg, pg.cursor() as cur:
         for table in tables:
-            if table.replace('"', "").lower().startswith("warehouse_batch."):
+            schema, name = split_table(table.replace('"', ""), default_schema="public")
+            if schema.lower() == "warehouse_batch":
                 raise AssertionError("tests write the metadata of a PostgreSQL warehouse through the product only")
-            warehouse.write_table(table.replace('"', ""), con.cursor().sql(f"SELECT * FROM {table}").to_arrow_reader(), "replace")
+            source = f"{quote_ident('main' if schema == 'public' else schema)}.{quote_ident(name)}"
+            types = {r[0]: r[1] for r in con.execute(f"DESCRIBE {source}").fetchall()}
+            replica.push_whole(con, cur, source, types, schema, name, faithful=False)

@@ -6,6 +6,8 @@ import pytest
 
 from tests.conftest import Warehouse
 
+pytestmark = pytest.mark.both_warehouses
+
 SETUP = """
 CREATE TABLE items AS SELECT * FROM (VALUES
     (1, 'first', 'gpt-4o-mini'), (2, 'second', 'gpt-4o-mini'), (3, 'third', 'gpt-4o-mini'),
@@ -63,7 +65,8 @@ def test_bad_input_is_refused_before_anything_is_sent(warehouse: Warehouse, case
     elif "--model" not in flags:
         flags = ["--model", "gpt-4o-mini", *flags]
     result = warehouse.cli("run", "--name", "bad", *flags, "--query", query, expect=3)
-    for fragment in fragments:
+    engine = {"duckdb": "DuckDB", "postgres": "PostgreSQL"}[warehouse.kind]  # the warehouse that ran the query
+    for fragment in (f.replace("DuckDB", engine) for f in fragments):
         assert fragment in result.output, result.output
     assert "nothing was uploaded" in result.output or "error:" in result.output
     counters = warehouse.counters()

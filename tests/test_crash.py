@@ -19,6 +19,8 @@ import pytest
 from tests.conftest import API_KEY, Warehouse, write_job
 from warehouse_batch.failpoints import ENV, POINTS
 
+pytestmark = pytest.mark.both_warehouses
+
 ROWS = 60
 SHARD = 25  # 60 rows → 3 shards
 

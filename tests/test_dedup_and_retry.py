@@ -11,6 +11,9 @@ from pathlib import Path
 import duckdb
 
 from tests.conftest import API_KEY, Warehouse, write_job
+import pytest
+
+pytestmark = pytest.mark.both_warehouses
 
 
 def _job(tmp_path: Path, name: str = "faq", **header: object) -> Path:

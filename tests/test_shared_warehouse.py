@@ -26,6 +26,8 @@ from tests.conftest import API_KEY, Warehouse, write_job
 from warehouse_batch.cli import main
 from warehouse_batch.emulator import Emulator, EmulatorConfig
 
+pytestmark = pytest.mark.both_warehouses
+
 ROWS = 12
 
 

@@ -386,7 +386,9 @@ class PostgresWarehouse:
             self.cursor.execute(f"SELECT * FROM (\n{query}\n) AS q LIMIT 0")
             schema = self.cursor.fetch_arrow_table().schema
         except Exception as exc:  # noqa: BLE001
-            raise JobError(f"the query fails in PostgreSQL: {self._clean(str(exc)).strip().splitlines()[0]}") from None
+            detail = self._clean(str(exc)).strip().splitlines()[0].split("ERROR:", 1)[-1].strip()
+            what = "does not parse" if "syntax error" in detail else "fails"
+            raise JobError(f"the query {what} in PostgreSQL: {detail}") from None
         selects, casts = [], {}
         for field in schema:
             meta = {k.decode(): v.decode() for k, v in (field.metadata or {}).items()}

@@ -112,6 +112,8 @@ def outbound_expr(column: str, engine_type: str, *, faithful: bool) -> str:
     upper = engine_type.upper()
     if upper in PRIMITIVE:
         return column
+    if upper.startswith("ENUM"):
+        return f"CAST({column} AS VARCHAR)"
     if faithful:
         return f"CAST({column} AS VARCHAR)"
     if upper == "JSON":
@@ -134,6 +136,8 @@ def pg_type_of(engine_type: str) -> str:
               "UTINYINT": "smallint"}
     if upper in simple:
         return simple[upper]
+    if upper.startswith("ENUM"):
+        return "text"
     if upper.startswith("DECIMAL"):
         return upper.replace("DECIMAL", "numeric")
     if upper.endswith("]"):
@@ -152,7 +156,8 @@ def pg_cast(expr: str, pg_type: str) -> str:
     if pg_type.endswith("]") and "char" not in pg_type and "text" not in pg_type:
         return f"CAST({expr} AS {pg_type})"
     if pg_type.endswith("]"):  # text arrays came as JSON text: one dimension
-        return f"ARRAY(SELECT jsonb_array_elements_text(CAST({expr} AS jsonb)))::{pg_type}"
+        return (f"CASE WHEN {expr} IS NOT NULL THEN "
+                f"ARRAY(SELECT jsonb_array_elements_text(CAST({expr} AS jsonb)))::{pg_type} END")
     return f"CAST({expr} AS {pg_type})"
 
 
