@@ -21,6 +21,7 @@ _SIMPLE = {
     "date": "DATE", "timestamp without time zone": "TIMESTAMP", "timestamp with time zone": "TIMESTAMPTZ",
     "bytea": "BLOB", "uuid": "UUID", "numeric": "DOUBLE", "interval": "INTERVAL",
 }
+_VIEW = re.compile(r"^\s*CREATE\s+(?:OR\s+REPLACE\s+)?VIEW\b", re.IGNORECASE)
 _WRITE = re.compile(r"\b(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM|CREATE\s+(?:OR\s+REPLACE\s+)?TABLE(?:\s+IF\s+NOT\s+EXISTS)?"
                     r"|ALTER\s+TABLE|DROP\s+TABLE(?:\s+IF\s+EXISTS)?)\s+([\w.\"]+)", re.IGNORECASE)
 
@@ -90,6 +91,9 @@ class Tracking:
         self._con, self._written = con, written
 
     def _note(self, sql: str) -> None:
+        if _VIEW.search(sql):  # a view is made in Postgres itself, from its DuckDB text transpiled
+            self._written.add("view:" + sql)
+            return
         for match in _WRITE.finditer(sql):
             self._written.add(match.group(1))
 
@@ -107,12 +111,20 @@ class Tracking:
 
 def write_back(con: duckdb.DuckDBPyConnection, uri: str, written: set[str]) -> None:
     """Replace each written table in Postgres by its copy (through the product's bulk write path)."""
+    import sqlglot
 
+    views = [w.removeprefix("view:") for w in written if w.startswith("view:")]
+    written = {w for w in written if not w.startswith("view:")}
+
+    dropped = [t for t in written if not con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE lower(schema_name || '.' || table_name) = lower(?) "
+        "OR (schema_name = 'main' AND lower(table_name) = lower(?))",
+        [t.replace('"', ""), t.replace('"', "")]).fetchall()[0][0]]
     tables = [t for t in written if con.execute(
         "SELECT count(*) FROM duckdb_tables() WHERE lower(schema_name || '.' || table_name) = lower(?) "
         "OR (schema_name = 'main' AND lower(table_name) = lower(?))",
         [t.replace('"', ""), t.replace('"', "")]).fetchall()[0][0]]
-    if not tables:
+    if not tables and not views and not dropped:
         return
     import adbc_driver_postgresql.dbapi as dbapi
 
@@ -120,6 +132,8 @@ def write_back(con: duckdb.DuckDBPyConnection, uri: str, written: set[str]) -> N
     from warehouse_batch.warehouses import replica
 
     with dbapi.connect(uri, autocommit=True) as pg, pg.cursor() as cur:
+        for table in dropped:
+            cur.execute(f"DROP TABLE IF EXISTS {table}")
         for table in tables:
             schema, name = split_table(table.replace('"', ""), default_schema="public")
             if schema.lower() == "warehouse_batch":
@@ -127,3 +141,5 @@ def write_back(con: duckdb.DuckDBPyConnection, uri: str, written: set[str]) -> N
             source = f"{quote_ident('main' if schema == 'public' else schema)}.{quote_ident(name)}"
             types = {r[0]: r[1] for r in con.execute(f"DESCRIBE {source}").fetchall()}
             replica.push_whole(con, cur, source, types, schema, name, faithful=False)
+        for view in views:
+            cur.execute(sqlglot.transpile(view, read="duckdb", write="postgres")[0])

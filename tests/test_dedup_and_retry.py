@@ -158,6 +158,7 @@ def test_actual_spend_from_usage(warehouse: Warehouse, tmp_path: Path) -> None:
     assert abs(warehouse.sql("SELECT sum(cost_usd) FROM warehouse_batch.batch_spend")[0][0] - cost) < 1e-15
 
 
+@pytest.mark.duckdb_only  # DuckDB's file lock; tests/test_postgres.py has the advisory lock
 def test_second_process_on_the_same_warehouse_exits_with_a_clear_message(warehouse: Warehouse, tmp_path: Path) -> None:
     _questions(warehouse)
     holder = subprocess.Popen([sys.executable, "-c", f"import duckdb, time; c = duckdb.connect({str(warehouse.db)!r}); "
@@ -180,6 +181,7 @@ def test_second_process_on_the_same_warehouse_exits_with_a_clear_message(warehou
     assert warehouse.emulator.counters()["batches_created"] == 1
 
 
+@pytest.mark.duckdb_only  # DuckDB's file lock
 def test_the_database_is_usable_by_others_between_commands(warehouse: Warehouse, tmp_path: Path) -> None:
     _questions(warehouse)
     warehouse.cli("run", str(_job(tmp_path)))

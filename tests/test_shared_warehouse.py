@@ -39,9 +39,9 @@ def frozen() -> Iterator[Emulator]:
 
 
 @pytest.fixture
-def slow(db: Path, frozen: Emulator, monkeypatch: pytest.MonkeyPatch) -> Warehouse:
+def slow(db: Path, frozen: Emulator, monkeypatch: pytest.MonkeyPatch, warehouse_kind: str) -> Warehouse:
     monkeypatch.setenv("OPENAI_BASE_URL", frozen.base_url)
-    return Warehouse(db, frozen)
+    return Warehouse(db, frozen, warehouse_kind)
 
 
 def _reviews(warehouse: Warehouse, table: str = "reviews") -> None:
@@ -216,6 +216,7 @@ def _wait_for_line(stream, needle: str, timeout: float = 60) -> str:
     raise AssertionError(f"{needle!r} never appeared in:\n{''.join(seen)}")
 
 
+@pytest.mark.duckdb_only  # a second process opens the DuckDB file; tests/test_postgres.py reads Postgres mid-run
 def test_readers_get_in_while_a_run_waits_for_a_slow_batch(slow: Warehouse, tmp_path: Path) -> None:
     _reviews(slow)
     waiting = _cli_process(slow, "run", str(_job(tmp_path, "patient")), "--wait", "--poll-interval", "0.2")
@@ -240,6 +241,7 @@ def test_readers_get_in_while_a_run_waits_for_a_slow_batch(slow: Warehouse, tmp_
     assert slow.sql("SELECT status, count(*) FROM patient GROUP BY ALL") == [("completed", ROWS)]
 
 
+@pytest.mark.duckdb_only  # DuckDB's file lock
 def test_status_opens_read_only_beside_another_reader(warehouse: Warehouse, tmp_path: Path) -> None:
     _reviews(warehouse)
     warehouse.cli("run", str(_job(tmp_path, "seen")), "--wait", "--poll-interval", "0.05")
@@ -310,6 +312,7 @@ def test_a_wait_survives_a_provider_outage(warehouse: Warehouse, tmp_path: Path)
     assert warehouse.counters()["batches_created"] == 1
 
 
+@pytest.mark.duckdb_only  # checks that no DuckDB file was created
 def test_a_missing_api_key_is_found_before_anything_is_written(warehouse: Warehouse, tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     _reviews(warehouse)
@@ -322,12 +325,14 @@ def test_a_missing_api_key_is_found_before_anything_is_written(warehouse: Wareho
 
 
 # -- 7. clear errors ---------------------------------------------------------------------------
+@pytest.mark.duckdb_only  # a DuckDB file that must not appear
 def test_read_commands_never_create_a_database(tmp_path: Path, warehouse: Warehouse) -> None:
     typo = tmp_path / "typo.duckdb"
     result = warehouse.cli("status", "--db", str(typo), expect=2)
     assert "there is no warehouse at" in result.output and not typo.exists()
 
 
+@pytest.mark.duckdb_only  # a corrupt DuckDB file
 def test_a_corrupt_database_is_a_clear_error(warehouse: Warehouse, tmp_path: Path) -> None:
     warehouse.db.write_bytes(b"this is not a duckdb file" * 100)
     for command in (["status"], ["run", str(_job(tmp_path, "x", query="SELECT 1 AS custom_id, 'hi' AS prompt"))]):
