@@ -26,8 +26,6 @@ from tests.conftest import API_KEY, Warehouse, write_job
 from warehouse_batch.cli import main
 from warehouse_batch.emulator import Emulator, EmulatorConfig
 
-pytestmark = pytest.mark.both_warehouses
-
 ROWS = 12
 
 
@@ -86,6 +84,7 @@ OWNERSHIP = {
 }
 
 
+@pytest.mark.both_warehouses
 @pytest.mark.parametrize("command", ["plan", "run"])
 @pytest.mark.parametrize("case", sorted(OWNERSHIP))
 def test_tables_we_do_not_own_are_refused_before_anything_is_sent(
@@ -107,6 +106,7 @@ def test_tables_we_do_not_own_are_refused_before_anything_is_sent(
     assert not list(tmp_path.glob("*.warehouse_batch/*/shards/*.jsonl"))
 
 
+@pytest.mark.both_warehouses
 def test_two_jobs_can_never_own_the_same_table(warehouse: Warehouse, tmp_path: Path) -> None:
     _reviews(warehouse)
     warehouse.cli("run", str(_job(tmp_path, "first", table="shared_answers")), "--wait", "--poll-interval", "0.05")
@@ -117,6 +117,7 @@ def test_two_jobs_can_never_own_the_same_table(warehouse: Warehouse, tmp_path: P
     assert warehouse.counters()["batches_created"] == 1
 
 
+@pytest.mark.both_warehouses
 def test_a_table_we_created_is_ours_to_rebuild(warehouse: Warehouse, tmp_path: Path) -> None:
     _reviews(warehouse)
     job = _job(tmp_path, "mine")
@@ -160,6 +161,7 @@ BREAKAGES = {
 }
 
 
+@pytest.mark.both_warehouses
 @pytest.mark.parametrize("case", sorted(BREAKAGES))
 def test_one_broken_job_never_stops_the_others(slow: Warehouse, tmp_path: Path, case: str) -> None:
     _reviews(slow)
@@ -216,7 +218,6 @@ def _wait_for_line(stream, needle: str, timeout: float = 60) -> str:
     raise AssertionError(f"{needle!r} never appeared in:\n{''.join(seen)}")
 
 
-@pytest.mark.duckdb_only  # a second process opens the DuckDB file; tests/test_postgres.py reads Postgres mid-run
 def test_readers_get_in_while_a_run_waits_for_a_slow_batch(slow: Warehouse, tmp_path: Path) -> None:
     _reviews(slow)
     waiting = _cli_process(slow, "run", str(_job(tmp_path, "patient")), "--wait", "--poll-interval", "0.2")
@@ -241,7 +242,6 @@ def test_readers_get_in_while_a_run_waits_for_a_slow_batch(slow: Warehouse, tmp_
     assert slow.sql("SELECT status, count(*) FROM patient GROUP BY ALL") == [("completed", ROWS)]
 
 
-@pytest.mark.duckdb_only  # DuckDB's file lock
 def test_status_opens_read_only_beside_another_reader(warehouse: Warehouse, tmp_path: Path) -> None:
     _reviews(warehouse)
     warehouse.cli("run", str(_job(tmp_path, "seen")), "--wait", "--poll-interval", "0.05")
@@ -283,6 +283,7 @@ def test_a_timeout_that_runs_out_says_so_with_its_own_exit_code(slow: Warehouse,
     assert report[0]["timed_out"] is True
 
 
+@pytest.mark.both_warehouses
 def test_resuming_an_uncached_run_never_resends_what_it_sent(slow: Warehouse, tmp_path: Path) -> None:
     _reviews(slow)
     job = _job(tmp_path, "fresh", cache=False)
@@ -312,7 +313,6 @@ def test_a_wait_survives_a_provider_outage(warehouse: Warehouse, tmp_path: Path)
     assert warehouse.counters()["batches_created"] == 1
 
 
-@pytest.mark.duckdb_only  # checks that no DuckDB file was created
 def test_a_missing_api_key_is_found_before_anything_is_written(warehouse: Warehouse, tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     _reviews(warehouse)
@@ -325,14 +325,12 @@ def test_a_missing_api_key_is_found_before_anything_is_written(warehouse: Wareho
 
 
 # -- 7. clear errors ---------------------------------------------------------------------------
-@pytest.mark.duckdb_only  # a DuckDB file that must not appear
 def test_read_commands_never_create_a_database(tmp_path: Path, warehouse: Warehouse) -> None:
     typo = tmp_path / "typo.duckdb"
     result = warehouse.cli("status", "--db", str(typo), expect=2)
     assert "there is no warehouse at" in result.output and not typo.exists()
 
 
-@pytest.mark.duckdb_only  # a corrupt DuckDB file
 def test_a_corrupt_database_is_a_clear_error(warehouse: Warehouse, tmp_path: Path) -> None:
     warehouse.db.write_bytes(b"this is not a duckdb file" * 100)
     for command in (["status"], ["run", str(_job(tmp_path, "x", query="SELECT 1 AS custom_id, 'hi' AS prompt"))]):
