@@ -3,8 +3,9 @@ throwaway PostgreSQL: see `warehouse_kind`), and a CLI runner.
 
 Every provider call in these tests goes through the real `openai` SDK over loopback.
 
-A test module runs on both warehouses (its `warehouse_kind` parametrized)
-(mark it `@pytest.mark.both_warehouses`, or the module with `pytestmark`). Its checks keep their DuckDB SQL: on PostgreSQL,
+A test runs on both warehouses when marked `@pytest.mark.both_warehouses` (or its module, with
+`pytestmark`; `duckdb_only` exempts one test; a test may also parametrize `warehouse_kind` itself,
+indirect, to run only some cases on Postgres). Its checks keep their DuckDB SQL: on PostgreSQL,
 `Warehouse.sql`/`rows`/`connect` run it on an in-memory DuckDB copy of the Postgres tables, and
 the tables a statement writes are written back to Postgres.
 """
@@ -42,7 +43,8 @@ def warehouse_kind(request: pytest.FixtureRequest) -> str:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if (metafunc.definition.get_closest_marker("both_warehouses") and "warehouse_kind" in metafunc.fixturenames
-            and not metafunc.definition.get_closest_marker("duckdb_only")):
+            and not metafunc.definition.get_closest_marker("duckdb_only")
+            and not any("warehouse_kind" in str(m.args[0]) for m in metafunc.definition.iter_markers("parametrize"))):
         metafunc.parametrize("warehouse_kind", ["duckdb", "postgres"], indirect=True)
 
 

@@ -127,6 +127,7 @@ def test_schema_mismatch_from_a_body_that_asks_for_another_shape(warehouse: Ware
     assert rows["missing"]["label"] is None  # a failed row has no typed values, not half of them
 
 
+@pytest.mark.duckdb_only  # answer parsing is the engine's, the same on both: DuckDB only, for time
 def test_failure_rates_never_leave_a_silent_null(warehouse: Warehouse, tmp_path: Path) -> None:
     warehouse.emulator.configure(refusal_rate=0.1, truncate_rate=0.1, invalid_json_rate=0.1)
     warehouse.sql("CREATE TABLE reviews AS SELECT i AS id, 'Review number ' || i AS text FROM range(200) t(i)")
