@@ -331,10 +331,14 @@ class PostgresWarehouse:
             if not engine.execute("SELECT count(*) FROM temp.__wb_changed").fetchall()[0][0]:
                 return
             changed = f"SELECT t.* FROM {live} AS t SEMI JOIN temp.__wb_changed USING ({key})"
-            # The keys go over, not only the rows: a key whose rows all went must be deleted too.
-            replica.push_rows(engine, self.cursor, SCHEMA, name, changed, keys_sql="SELECT * FROM temp.__wb_changed",
-                              key=KEYS[name])
-            engine.execute(f"DELETE FROM {shadow} WHERE ({key}) IN (SELECT ({key}) FROM temp.__wb_changed)")
+            # Keys Postgres already has go over first, so that their old rows are deleted (a key whose
+            # rows all went, too); only new keys (answers loaded, requests recorded) need no DELETE.
+            known = engine.execute(
+                f"SELECT count(*) FROM temp.__wb_changed SEMI JOIN {shadow} USING ({key})").fetchall()[0][0]
+            keys_sql = f"SELECT * FROM temp.__wb_changed SEMI JOIN {shadow} USING ({key})" if known else None
+            replica.push_rows(engine, self.cursor, SCHEMA, name, changed, keys_sql=keys_sql, key=KEYS[name])
+            if known:
+                engine.execute(f"DELETE FROM {shadow} WHERE ({key}) IN (SELECT ({key}) FROM temp.__wb_changed)")
             engine.execute(f"INSERT INTO {shadow} {changed}")
         finally:
             engine.execute("DROP TABLE IF EXISTS temp.__wb_changed")
