@@ -269,3 +269,17 @@ def test_the_password_appears_nowhere(warehouse: Warehouse, monkeypatch: pytest.
         if path.is_file():
             assert password.encode() not in path.read_bytes(), path
     assert json.loads(seen[1])  # status --json is valid JSON
+
+
+def test_plan_cancel_and_budget_work_on_postgres(slow: Warehouse) -> None:
+    job = _questions(slow)
+    plan = slow.cli_json("plan", str(job))[0]
+    assert plan["counts"]["to_submit"] == 12 and slow.counters()["files_uploaded"] == 0
+    slow.cli("run", str(job))
+    slow.cli("cancel", "qa")
+    slow.emulator.advance(120)
+    slow.cli("sync", expect=None)
+    assert _pg(str(slow.db), "SELECT count(*) FROM warehouse_batch.batches WHERE state = 'collected'") == [(3,)]
+    assert _pg(str(slow.db), "SELECT DISTINCT status FROM qa") == [("cancelled",)]
+    slow.cli("budget", "25")
+    assert _pg(str(slow.db), "SELECT count(*) FROM warehouse_batch.settings") == [(1,)]
