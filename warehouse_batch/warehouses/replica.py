@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import duckdb
-import pyarrow as pa
 
 from warehouse_batch.quoting import quote_ident, sql_literal
 
@@ -224,6 +223,3 @@ def recorded_types(cursor: Any, schema: str, name: str) -> dict[str, str] | None
     except (ValueError, KeyError, TypeError):
         return None
 
-
-def arrow_empty(schema: pa.Schema) -> pa.RecordBatchReader:
-    return pa.RecordBatchReader.from_batches(schema, [])
