@@ -6,6 +6,8 @@ import pytest
 
 from tests.conftest import Warehouse
 
+pytestmark = pytest.mark.both_warehouses
+
 SETUP = """
 CREATE TABLE items AS SELECT * FROM (VALUES
     (1, 'first', 'gpt-4o-mini'), (2, 'second', 'gpt-4o-mini'), (3, 'third', 'gpt-4o-mini'),
@@ -54,7 +56,14 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
+#: On PostgreSQL: the query-level cases (Postgres judges the query) and a few row rules.
+PG_CASES = ("syntax error", "not a query", "two statements", "unknown table", "unknown column", "several problems at once",
+            "bad messages")
+
+
+@pytest.mark.parametrize(("warehouse_kind", "case"),
+                         [("duckdb", c) for c in sorted(CASES)] + [("postgres", c) for c in PG_CASES],
+                         indirect=["warehouse_kind"])
 def test_bad_input_is_refused_before_anything_is_sent(warehouse: Warehouse, case: str) -> None:
     warehouse.sql(SETUP)
     query, flags, fragments = CASES[case]
@@ -63,7 +72,8 @@ def test_bad_input_is_refused_before_anything_is_sent(warehouse: Warehouse, case
     elif "--model" not in flags:
         flags = ["--model", "gpt-4o-mini", *flags]
     result = warehouse.cli("run", "--name", "bad", *flags, "--query", query, expect=3)
-    for fragment in fragments:
+    engine = {"duckdb": "DuckDB", "postgres": "PostgreSQL"}[warehouse.kind]  # the warehouse that ran the query
+    for fragment in (f.replace("DuckDB", engine) for f in fragments):
         assert fragment in result.output, result.output
     assert "nothing was uploaded" in result.output or "error:" in result.output
     counters = warehouse.counters()

@@ -19,6 +19,9 @@ import pytest
 from tests.conftest import API_KEY, Warehouse, write_job
 from warehouse_batch.failpoints import ENV, POINTS
 
+#: Step boundaries also run against PostgreSQL: a file uploaded (intent recorded in Postgres, side
+#: effect done) and answers half loaded (a Postgres push interrupted). Each costs a few CLI processes.
+PG_POINTS = ("after_upload", "mid_load")
 ROWS = 60
 SHARD = 25  # 60 rows → 3 shards
 
@@ -51,7 +54,9 @@ def _assert_paid_once_and_complete(warehouse: Warehouse) -> None:
     assert warehouse.sql("SELECT count(DISTINCT batch_id) FROM crashy") == [(3,)]
 
 
-@pytest.mark.parametrize("point", POINTS)
+@pytest.mark.parametrize(("warehouse_kind", "point"),
+                         [("duckdb", p) for p in POINTS] + [("postgres", p) for p in PG_POINTS if p in POINTS],
+                         indirect=["warehouse_kind"])
 def test_killed_at_a_step_boundary_then_rerun(warehouse: Warehouse, tmp_path: Path, point: str) -> None:
     job = _job(warehouse, tmp_path)
     crashed = _cli(warehouse, "run", str(job), "--wait", "--poll-interval", "0.05", failpoint=point)

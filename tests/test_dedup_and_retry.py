@@ -11,6 +11,9 @@ from pathlib import Path
 import duckdb
 
 from tests.conftest import API_KEY, Warehouse, write_job
+import pytest
+
+pytestmark = pytest.mark.both_warehouses
 
 
 def _job(tmp_path: Path, name: str = "faq", **header: object) -> Path:
@@ -52,6 +55,7 @@ def test_incremental_runs_send_only_what_changed(warehouse: Warehouse, tmp_path:
     assert warehouse.sql("SELECT count(*), count_if(status = 'completed') FROM faq") == [(45, 45)]
 
 
+@pytest.mark.duckdb_only  # engine-side logic the same on both warehouses: DuckDB only, for time
 def test_a_second_job_asking_the_same_question_reuses_the_answer(warehouse: Warehouse, tmp_path: Path) -> None:
     _questions(warehouse)
     warehouse.cli("run", str(_job(tmp_path, "first")), "--wait", "--poll-interval", "0.05")
@@ -71,6 +75,7 @@ def test_no_cache_sends_fresh_requests(warehouse: Warehouse, tmp_path: Path) -> 
     assert warehouse.sql("SELECT count_if(status = 'completed') FROM faq") == [(40,)]
 
 
+@pytest.mark.duckdb_only  # engine-side logic the same on both warehouses: DuckDB only, for time
 def test_requests_in_flight_are_not_sent_again(warehouse: Warehouse, tmp_path: Path) -> None:
     warehouse.emulator.configure(validation_delay=100, time_scale=0)
     _questions(warehouse)
@@ -103,6 +108,7 @@ def test_retry_resends_expired_rows_up_to_max_attempts(warehouse: Warehouse, tmp
     assert warehouse.counters()["batches_created"] == 2
 
 
+@pytest.mark.duckdb_only  # engine-side logic the same on both warehouses: DuckDB only, for time
 def test_retry_stops_at_max_attempts_and_skips_terminal_errors(warehouse: Warehouse) -> None:
     warehouse.sql("CREATE TABLE p AS SELECT * FROM (VALUES (1, 'flaky [[emulator:error_500]]'), (2, 'bad [[emulator:error_400]]'), (3, 'fine')) t(id, txt)")
     run = ("run", "--name", "mixed", "--model", "gpt-4o-mini", "--max-attempts", "2", "--query",
@@ -133,6 +139,7 @@ def test_cost_guard_refuses_before_anything_is_uploaded(warehouse: Warehouse, tm
     assert warehouse.counters()["batches_created"] == 1
 
 
+@pytest.mark.duckdb_only  # engine-side logic the same on both warehouses: DuckDB only, for time
 def test_unknown_model_price_with_a_cost_limit(warehouse: Warehouse, tmp_path: Path) -> None:
     _questions(warehouse)
     job = _job(tmp_path, model="ft:gpt-4o-mini:org:custom:abc")
@@ -143,6 +150,7 @@ def test_unknown_model_price_with_a_cost_limit(warehouse: Warehouse, tmp_path: P
     warehouse.cli("run", str(job), "--max-cost-usd", "1", "--prices", str(prices), "--wait", "--poll-interval", "0.05")
 
 
+@pytest.mark.duckdb_only  # engine-side logic the same on both warehouses: DuckDB only, for time
 def test_actual_spend_from_usage(warehouse: Warehouse, tmp_path: Path) -> None:
     _questions(warehouse)
     warehouse.cli("run", str(_job(tmp_path)), "--wait", "--poll-interval", "0.05")
@@ -155,6 +163,7 @@ def test_actual_spend_from_usage(warehouse: Warehouse, tmp_path: Path) -> None:
     assert abs(warehouse.sql("SELECT sum(cost_usd) FROM warehouse_batch.batch_spend")[0][0] - cost) < 1e-15
 
 
+@pytest.mark.duckdb_only  # DuckDB's file lock; tests/test_postgres.py has the advisory lock
 def test_second_process_on_the_same_warehouse_exits_with_a_clear_message(warehouse: Warehouse, tmp_path: Path) -> None:
     _questions(warehouse)
     holder = subprocess.Popen([sys.executable, "-c", f"import duckdb, time; c = duckdb.connect({str(warehouse.db)!r}); "
@@ -177,6 +186,7 @@ def test_second_process_on_the_same_warehouse_exits_with_a_clear_message(warehou
     assert warehouse.emulator.counters()["batches_created"] == 1
 
 
+@pytest.mark.duckdb_only  # DuckDB's file lock
 def test_the_database_is_usable_by_others_between_commands(warehouse: Warehouse, tmp_path: Path) -> None:
     _questions(warehouse)
     warehouse.cli("run", str(_job(tmp_path)))

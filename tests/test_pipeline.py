@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import duckdb
+import pytest
 
 from tests.conftest import Warehouse, write_job
+
+pytestmark = pytest.mark.both_warehouses
 
 HAZARDS = [
     'He said "hello" and left',
@@ -23,7 +25,7 @@ HAZARDS = [
 def _make_reviews(warehouse: Warehouse, n: int = 300, table: str = "reviews") -> None:
     long_text = "A very long review. " * 2000
     texts = [(HAZARDS[i % len(HAZARDS)] or long_text) + f" #{i}" for i in range(n)]
-    with duckdb.connect(str(warehouse.db)) as con:
+    with warehouse.connect() as con:
         con.execute(f"CREATE OR REPLACE TABLE {table} (review_id INTEGER, review_text VARCHAR, stars INTEGER)")
         con.executemany(f"INSERT INTO {table} VALUES (?, ?, ?)", [(i + 1, t, i % 5 + 1) for i, t in enumerate(texts)])
 

@@ -37,9 +37,9 @@ def frozen() -> Iterator[Emulator]:
 
 
 @pytest.fixture
-def slow(db: Path, frozen: Emulator, monkeypatch: pytest.MonkeyPatch) -> Warehouse:
+def slow(db: Path, frozen: Emulator, monkeypatch: pytest.MonkeyPatch, warehouse_kind: str) -> Warehouse:
     monkeypatch.setenv("OPENAI_BASE_URL", frozen.base_url)
-    return Warehouse(db, frozen)
+    return Warehouse(db, frozen, warehouse_kind)
 
 
 def _reviews(warehouse: Warehouse, table: str = "reviews") -> None:
@@ -84,6 +84,7 @@ OWNERSHIP = {
 }
 
 
+@pytest.mark.both_warehouses
 @pytest.mark.parametrize("command", ["plan", "run"])
 @pytest.mark.parametrize("case", sorted(OWNERSHIP))
 def test_tables_we_do_not_own_are_refused_before_anything_is_sent(
@@ -105,6 +106,7 @@ def test_tables_we_do_not_own_are_refused_before_anything_is_sent(
     assert not list(tmp_path.glob("*.warehouse_batch/*/shards/*.jsonl"))
 
 
+@pytest.mark.both_warehouses
 def test_two_jobs_can_never_own_the_same_table(warehouse: Warehouse, tmp_path: Path) -> None:
     _reviews(warehouse)
     warehouse.cli("run", str(_job(tmp_path, "first", table="shared_answers")), "--wait", "--poll-interval", "0.05")
@@ -115,6 +117,7 @@ def test_two_jobs_can_never_own_the_same_table(warehouse: Warehouse, tmp_path: P
     assert warehouse.counters()["batches_created"] == 1
 
 
+@pytest.mark.both_warehouses
 def test_a_table_we_created_is_ours_to_rebuild(warehouse: Warehouse, tmp_path: Path) -> None:
     _reviews(warehouse)
     job = _job(tmp_path, "mine")
@@ -158,7 +161,10 @@ BREAKAGES = {
 }
 
 
-@pytest.mark.parametrize("case", sorted(BREAKAGES))
+@pytest.mark.parametrize(("warehouse_kind", "case"),
+                         [("duckdb", c) for c in sorted(BREAKAGES)]
+                         + [("postgres", c) for c in ("a view where its table was", "an output file deleted by the provider")],
+                         indirect=["warehouse_kind"])
 def test_one_broken_job_never_stops_the_others(slow: Warehouse, tmp_path: Path, case: str) -> None:
     _reviews(slow)
     (tmp_path / "broken.schema.json").write_text(json.dumps({
@@ -279,6 +285,7 @@ def test_a_timeout_that_runs_out_says_so_with_its_own_exit_code(slow: Warehouse,
     assert report[0]["timed_out"] is True
 
 
+@pytest.mark.both_warehouses
 def test_resuming_an_uncached_run_never_resends_what_it_sent(slow: Warehouse, tmp_path: Path) -> None:
     _reviews(slow)
     job = _job(tmp_path, "fresh", cache=False)

@@ -48,13 +48,14 @@ class Stage:
         return self.fingerprint is not None
 
 
-def check_query(job: Job) -> None:
-    """The query must be exactly one read-only statement (SELECT, WITH … SELECT, VALUES, set operations)."""
+def check_query(job: Job, dialect: str = "duckdb") -> None:
+    """The query must be exactly one read-only statement (SELECT, WITH … SELECT, VALUES, set
+    operations), checked in the warehouse's own SQL dialect."""
     try:
-        statements = [s for s in sqlglot.parse(job.query, read="duckdb") if s is not None]
+        statements = [s for s in sqlglot.parse(job.query, read=dialect) if s is not None]
     except ParseError as exc:
-        if _duckdb_accepts_select(job.query):
-            return  # valid DuckDB syntax that sqlglot does not know yet
+        if dialect != "duckdb" or _duckdb_accepts_select(job.query):
+            return  # syntax sqlglot does not know yet: the warehouse itself judges it when describing
         err = exc.errors[0] if exc.errors else {}
         where = f" at line {err.get('line')}, column {err.get('col')}" if err.get("line") else ""
         raise JobError(
@@ -88,6 +89,8 @@ def describe(warehouse: Warehouse, job: Job) -> dict[str, str]:
         return warehouse.describe_query(job.query)
     except duckdb.Error as exc:
         raise JobError(f"job {job.name}: the query fails in DuckDB: {_first_line(exc)}") from None
+    except JobError as exc:  # a warehouse that is not DuckDB says which and why
+        raise JobError(f"job {job.name}: {exc}") from None
 
 
 def compile_job(warehouse: Warehouse, job: Job, *, nonce: str | None = None) -> Stage:
@@ -95,17 +98,21 @@ def compile_job(warehouse: Warehouse, job: Job, *, nonce: str | None = None) -> 
 
     Raises JobError / ValidationError naming the columns or rows at fault; the stage is dropped then.
     """
-    check_query(job)
+    check_query(job, warehouse.dialect)
     columns = describe(warehouse, job)
     _check_columns(job, columns)
     spec = bodies.build(job, columns)
     table = stage_table(job.name)
     try:
         warehouse.execute(f"DROP TABLE IF EXISTS {table}")
-        warehouse.execute(f"CREATE TABLE {table} AS {_stage_sql(job, spec, nonce)}")
+        source = warehouse.query_source(job.query)
+        warehouse.execute(f"CREATE TABLE {table} AS {_stage_sql(job, spec, nonce, source)}")
     except duckdb.Error as exc:
         drop_stage(warehouse, job)
         raise JobError(f"job {job.name}: building request bodies failed: {_first_line(exc)}") from None
+    except JobError as exc:
+        drop_stage(warehouse, job)
+        raise JobError(f"job {job.name}: {exc}") from None
     problems = _row_problems(warehouse, job, table, columns, spec.input_column)
     if problems:
         drop_stage(warehouse, job)
@@ -114,8 +121,11 @@ def compile_job(warehouse: Warehouse, job: Job, *, nonce: str | None = None) -> 
     return Stage(job, table, columns, spec.input_column, row_count, request_count)
 
 
-def _stage_sql(job: Job, spec: bodies.BodySQL, nonce: str | None) -> str:
-    """The SELECT that compiles the job's query into its rows: query columns plus `__wb_*`."""
+def _stage_sql(job: Job, spec: bodies.BodySQL, nonce: str | None, source: str | None = None) -> str:
+    """The SELECT that compiles the job's query into its rows: query columns plus `__wb_*`.
+
+    source: what the engine selects the query's rows from (`Warehouse.query_source`); by default
+    the query itself, the form fingerprints are taken of whatever the warehouse."""
     salt = "" if nonce is None else " || " + sql_literal(chr(10) + nonce)
     return f"""
         SELECT * EXCLUDE (__wb_body),
@@ -127,7 +137,7 @@ def _stage_sql(job: Job, spec: bodies.BodySQL, nonce: str | None) -> str:
             SELECT q.*, CAST(q.custom_id AS VARCHAR) AS __wb_cid, {spec.body} AS __wb_body,
                    {spec.model} AS __wb_model, {spec.max_output} AS __wb_max_output,
                    {spec.output_key} AS __wb_output_key
-            FROM ({job.query}) AS q
+            FROM {source or f"({job.query})"} AS q
         )
     """
 
@@ -161,12 +171,12 @@ def reuse_rows(warehouse: Warehouse, job: Job, recorded: str | None) -> Stage | 
                               [SCHEMA, rows_table_name(job.name)])
     if not exists:
         return None
-    check_query(job)
+    check_query(job, warehouse.dialect)
     columns = describe(warehouse, job)
     _check_columns(job, columns)
     try:
-        current = rows_fingerprint(warehouse, job, columns, f"({job.query}) AS q", None)
-    except duckdb.Error:
+        current = rows_fingerprint(warehouse, job, columns, f"{warehouse.query_source(job.query)} AS q", None)
+    except (duckdb.Error, JobError):
         return None  # let compile_job run the query and say what is wrong with it
     if current != recorded:
         return None

@@ -24,3 +24,10 @@ def migration_files() -> list[tuple[int, str, str]]:
     if len(versions) != len(set(versions)):
         raise RuntimeError(f"two migrations share a number in sql/migrations: {[n for _, n, _ in found]}")
     return found
+
+
+def postgres_migration(name: str) -> str | None:
+    """The PostgreSQL text of migration `name` where its DuckDB SQL does not run there as
+    transpiled (`sql/migrations/postgres/<name>`), else None."""
+    entry = resources.files("warehouse_batch.sql").joinpath("migrations", "postgres", name)
+    return entry.read_text(encoding="utf-8") if entry.is_file() else None

@@ -22,7 +22,8 @@ TableKind = Literal["table", "view"]
 
 @runtime_checkable
 class Warehouse(Protocol):
-    """An open warehouse. Implementations: `warehouses.duckdb.DuckDBWarehouse`."""
+    """An open warehouse. Implementations: `warehouses.duckdb.DuckDBWarehouse`,
+    `warehouses.postgres.PostgresWarehouse`."""
 
     #: sqlglot dialect the user's query is checked in.
     dialect: str
@@ -52,6 +53,10 @@ class Warehouse(Protocol):
 
     def stream_query(self, query: str, batch_rows: int = 65536) -> pa.RecordBatchReader:
         """The query's rows as Arrow record batches (bounded memory)."""
+
+    def query_source(self, query: str) -> str:
+        """SQL the engine can select the query's rows from: the query itself when the warehouse is
+        the engine, else an engine temp table its rows were streamed into."""
 
     # -- tables ------------------------------------------------------------------------------
     def table_kind(self, qualified: str) -> TableKind | None:

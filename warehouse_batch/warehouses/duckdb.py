@@ -194,6 +194,9 @@ class DuckDBWarehouse:
     def stream_query(self, query: str, batch_rows: int = 65536) -> pa.RecordBatchReader:
         return self.con.execute(query).fetch_record_batch(batch_rows)
 
+    def query_source(self, query: str) -> str:
+        return f"(\n{query}\n)"
+
     # -- tables ------------------------------------------------------------------------------
     def table_kind(self, qualified: str) -> TableKind | None:
         schema, name = split_table(qualified)
