@@ -84,7 +84,8 @@ SELECT j.name AS job_name,
        coalesce(c.pending, 0) AS pending,
        coalesce(c.expired, 0) AS expired,
        coalesce(c.cancelled, 0) AS cancelled,
-       round(100.0 * (coalesce(c.row_count, 0) - coalesce(c.pending, 0)) / nullif(c.row_count, 0), 1) AS percent_done,
+       -- one decimal, written so that it also runs transpiled on Postgres (no round(double, int) there)
+       round(1000.0 * (coalesce(c.row_count, 0) - coalesce(c.pending, 0)) / nullif(c.row_count, 0)) / 10 AS percent_done,
        coalesce(l.live_batches, 0) AS live_batches,
        CASE WHEN l.done > 0 AND l.total > l.done AND l.elapsed > 0
             THEN round(l.elapsed / l.done * (l.total - l.done)) END AS eta_seconds,

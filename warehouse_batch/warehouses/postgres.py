@@ -50,6 +50,8 @@ KEYS: dict[str, tuple[str, ...]] = {
     "jobs": ("name",), "runs": ("run_id",), "requests": ("request_hash",), "batches": ("shard_id",),
     "results": ("request_hash",), "job_rows": ("job_name", "custom_id"), "settings": ("name",),
     "prices": ("model",), "quotas": ("location", "model"), "job_counts": ("job_name",),
+    "request_shards": ("request_hash", "shard_id", "attempt"), "answered_rows": ("job_name", "custom_id"),
+    "job_definitions": ("name",), "job_definition_versions": ("name", "version"),
 }
 #: The one writer lock of a Postgres warehouse (like a DuckDB file's own lock).
 LOCK_KEY = "warehouse_batch"
