@@ -278,3 +278,19 @@ def test_plan_cancel_and_budget_work_on_postgres(slow: Warehouse) -> None:
     assert _pg(str(slow.db), "SELECT DISTINCT status FROM qa") == [("cancelled",)]
     slow.cli("budget", "25")
     assert _pg(str(slow.db), "SELECT count(*) FROM warehouse_batch.settings") == [(1,)]
+
+
+# -- the demo ---------------------------------------------------------------------------------
+def test_the_demo_runs_in_postgres_and_a_second_run_sends_nothing(db: str, tmp_path: Path) -> None:
+    first = CliRunner().invoke(main, ["demo", "--dir", str(tmp_path / "demo"), "--db", db])
+    assert first.exit_code == 0, first.output
+    rows = _pg(db, "SELECT count(*) FROM reviews")[0][0]
+    assert _pg(db, "SELECT status, count(*) FROM review_sentiment GROUP BY 1") == [("completed", rows)]
+    assert f"{rows} rows → table review_sentiment ({rows} completed)" in first.output
+    assert "psql 'postgresql://" in first.output and not (tmp_path / "demo" / "reviews.duckdb").exists()
+    # The demo's emulator starts afresh: a second run that sent anything would need new batches.
+    before = _pg(db, "SELECT count(*) FROM warehouse_batch.batches")
+    second = CliRunner().invoke(main, ["demo", "--dir", str(tmp_path / "demo"), "--db", db])
+    assert second.exit_code == 0, second.output
+    assert _pg(db, "SELECT count(*) FROM warehouse_batch.batches") == before
+    assert _pg(db, "SELECT count(*) FILTER (WHERE status = 'completed') FROM review_sentiment") == [(rows,)]

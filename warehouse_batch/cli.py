@@ -44,7 +44,7 @@ def _db_option(fn: Callable) -> Callable:
         "--db",
         default=lambda: os.environ.get("WAREHOUSE_BATCH_DB", api.DEFAULT_DB),
         show_default="$WAREHOUSE_BATCH_DB or warehouse.duckdb",
-        help="DuckDB file of the warehouse (created if missing).",
+        help="The warehouse: a DuckDB file (created if missing) or postgresql://user[:password]@host:port/dbname.",
     )(fn)
 
 
@@ -620,20 +620,26 @@ def worker(db: str, host: str, port: int, check_interval: float, poll_interval: 
 @main.command()
 @click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=Path("demo"),
               show_default=True, help="Where the demo database and files go.")
+# Not $WAREHOUSE_BATCH_DB: the demo writes tables named reviews and review_sentiment, so it only
+# goes to a warehouse named on its command line.
+@click.option("--db", default=None, help="Run the demo in this warehouse instead of DIR/reviews.duckdb "
+                                         "(e.g. postgresql://user@127.0.0.1:5432/dbname).")
 @_handle
-def demo(directory: Path) -> None:
+def demo(directory: Path, db: str | None) -> None:
     """Run the example job end to end on the built-in emulator: no API key, no network.
 
-    Creates DIR/reviews.duckdb from examples/reviews/reviews.csv, starts the emulator in-process,
-    runs the review_sentiment job with --wait, and prints the joined result.
+    Creates DIR/reviews.duckdb (or the table reviews in --db) from examples/reviews/reviews.csv,
+    starts the emulator in-process, runs the review_sentiment job with --wait, and prints the
+    joined result.
 
     \b
-    Example:
+    Examples:
       warehouse-batch demo --dir /tmp/wb-demo
+      warehouse-batch demo --db postgresql://me@127.0.0.1:5432/analytics
     """
     from warehouse_batch.demo import run_demo
 
-    run_demo(directory, console=out, reporter=RichReporter(err))
+    run_demo(directory, console=out, reporter=RichReporter(err), db=db)
 
 
 @main.group()
