@@ -196,22 +196,56 @@ def push_whole(engine: duckdb.DuckDBPyConnection, cursor: Any, source: str, engi
     """Replace the Postgres table schema.name by the engine table `source` (of `engine_types`).
     faithful: an internal table the engine reads back (its engine types are recorded in the
     table's comment); else an output table typed for people (BIGINT, DOUBLE PRECISION, text[],
-    real[], JSONB …)."""
+    real[], JSONB …).
+
+    One pass over the rows: `adbc_ingest` creates a staging table in the target schema with the
+    Arrow types (bigint, text, double precision, text[], real[] … arrive as such), only columns
+    that came in another type (JSON text → jsonb, numeric(p,s), nested values) are converted by one
+    ALTER, and the staging table is renamed into place in the caller's transaction."""
+    staging = f"__wb_new_{name}"[:63]
     relation = engine.sql(
-        "SELECT " + ", ".join(outbound_expr(quote_ident(c), t, faithful=faithful) + " AS " + quote_ident(c)
+        "SELECT " + ", ".join(_direct_expr(quote_ident(c), t, faithful=faithful) + " AS " + quote_ident(c)
                               for c, t in engine_types.items()) + f" FROM {source}")
-    ingest(cursor, "__wb_table", relation)
     cursor.execute(f"CREATE SCHEMA IF NOT EXISTS {q(schema)}")
+    cursor.execute(f"DROP TABLE IF EXISTS {qt(schema, staging)}")
+    cursor.adbc_ingest(staging, relation.to_arrow_reader(BATCH_ROWS), mode="create", db_schema_name=schema)
+    if not faithful:
+        arrived = dict(_query(cursor, "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute AS a "
+                                      "WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped",
+                              (qt(schema, staging),)))
+        changes = [f"ALTER COLUMN {q(c)} TYPE {pg_type_of(t)} USING {pg_cast(q(c), pg_type_of(t))}"
+                   for c, t in engine_types.items() if not _same_type(arrived.get(c, ""), pg_type_of(t))]
+        if changes:
+            cursor.execute(f"ALTER TABLE {qt(schema, staging)} " + ", ".join(changes))
     cursor.execute(f"DROP TABLE IF EXISTS {qt(schema, name)}")
-    if faithful:
-        select = ", ".join(q(c) for c in engine_types)
-    else:
-        select = ", ".join(pg_cast(q(c), pg_type_of(t)) + " AS " + q(c) for c, t in engine_types.items())
-    cursor.execute(f"CREATE TABLE {qt(schema, name)} AS SELECT {select} FROM pg_temp.__wb_table")
-    cursor.execute("DROP TABLE pg_temp.__wb_table")
+    cursor.execute(f"ALTER TABLE {qt(schema, staging)} RENAME TO {q(name)}")
     if faithful:
         cursor.execute(f"COMMENT ON TABLE {qt(schema, name)} IS "
                        + sql_literal(json.dumps({TYPES_COMMENT_KEY: engine_types}), "postgres"))
+
+
+#: One-dimensional lists ADBC ingests as Postgres arrays of the right type.
+_NATIVE_LISTS = {"BOOLEAN[]", "SMALLINT[]", "INTEGER[]", "BIGINT[]", "FLOAT[]", "DOUBLE[]", "VARCHAR[]"}
+#: Postgres's own names (format_type) of the short names pg_type_of uses.
+_LONG_NAMES = {"timestamptz": "timestamp with time zone", "timestamp": "timestamp without time zone",
+               "time": "time without time zone"}
+
+
+def _direct_expr(column: str, engine_type: str, *, faithful: bool) -> str:
+    """How a column goes into `adbc_ingest` when the table is created from the Arrow types."""
+    if not faithful and engine_type.upper() in _NATIVE_LISTS:
+        return column
+    return outbound_expr(column, engine_type, faithful=faithful)
+
+
+def _same_type(arrived: str, wanted: str) -> bool:
+    base, dims = wanted.removesuffix("[]" * wanted.count("[]")), wanted.count("[]")
+    return arrived == _LONG_NAMES.get(base, base) + "[]" * dims
+
+
+def _query(cursor: Any, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    cursor.execute(sql, params)
+    return cursor.fetchall()
 
 
 def recorded_types(cursor: Any, schema: str, name: str) -> dict[str, str] | None:
