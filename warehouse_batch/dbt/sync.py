@@ -260,7 +260,6 @@ def sync_model(
         if model.empty:  # dbt run --empty: the relation's shape, no rows, no provider call at all
             return {**publish_shape(warehouse, job), "column_docs": column_docs(job)}
     started = datetime.now(timezone.utc)
-    deadline = time.monotonic() + model.wait_timeout
     with lock, _open(conn, settings) as warehouse:
         runner = _runner(warehouse, settings)
         polled = runner.collect_related(job.name)  # frees budget, fills the cache
@@ -271,6 +270,9 @@ def sync_model(
         _retry(runner, job)
         runner.publish(job)
         summary = _summary(runner, job, report, started)
+    # The clock starts once the requests are sent: wait_timeout is how long the build waits for answers,
+    # so a model with one always polls at least once, however long compiling and sending took.
+    deadline = time.monotonic() + model.wait_timeout
     while summary["live_batches"] and time.monotonic() < deadline:
         sleep(max(0.0, min(settings.poll_interval, deadline - time.monotonic())))
         with lock, _open(conn, settings) as warehouse:
