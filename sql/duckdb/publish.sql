@@ -15,18 +15,27 @@ WITH model_prices AS (
     FROM (SELECT DISTINCT model FROM warehouse_batch.requests) AS m
     JOIN warehouse_batch.prices AS p ON starts_with(m.model, p.model)
     QUALIFY row_number() OVER (PARTITION BY m.model ORDER BY length(p.model) DESC) = 1
+), stale AS (
+    -- Rows whose request changed and has no answer yet but whose last published answer is there
+    -- (keep_stale): they show that answer, stale. Few rows, so a small table for the join below;
+    -- the checks run here rather than as more joins of results in the main pass, which holds
+    -- every join's table in memory at once.
+    SELECT q.__wb_cid, a.request_hash
+    FROM {rows} AS q
+    JOIN warehouse_batch.answered_rows AS a ON a.job_name = {job} AND a.custom_id = q.__wb_cid
+    WHERE {keep_stale} AND a.request_hash <> q.__wb_request_hash
+      AND NOT EXISTS (SELECT 1 FROM warehouse_batch.results AS cur WHERE cur.request_hash = q.__wb_request_hash)
+      AND EXISTS (SELECT 1 FROM warehouse_batch.results AS prev
+                  WHERE prev.request_hash = a.request_hash AND prev.status = 'completed')
 ), keyed AS (
     -- Which request's answer each row shows: its current request's, or (stale) the last one answered.
     SELECT q.*,
-           CASE WHEN cur.request_hash IS NULL AND prev.request_hash IS NOT NULL THEN a.request_hash
-                ELSE q.__wb_request_hash END AS __wb_answer_hash,
+           coalesce(s.request_hash, q.__wb_request_hash) AS __wb_answer_hash,
            a.request_hash AS __wb_answered_hash,
            a.published_at AS __wb_published_at
     FROM {rows} AS q
-    LEFT JOIN warehouse_batch.results AS cur ON cur.request_hash = q.__wb_request_hash
     LEFT JOIN warehouse_batch.answered_rows AS a ON a.job_name = {job} AND a.custom_id = q.__wb_cid
-    LEFT JOIN warehouse_batch.results AS prev
-           ON {keep_stale} AND prev.request_hash = a.request_hash AND prev.status = 'completed'
+    LEFT JOIN stale AS s ON s.__wb_cid = q.__wb_cid
 ), joined AS (
     SELECT q.*,
            res.status AS __wb_status,
