@@ -11,6 +11,7 @@ Nothing in this module imports dbt; it is plain library code over an open DuckDB
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import hashlib
 import json
@@ -38,7 +39,7 @@ from warehouse_batch.publish import LIBRARY_TABLE_SUFFIX
 from warehouse_batch.quoting import quote_table
 from warehouse_batch.runner import Runner
 from warehouse_batch.schema import anchor
-from warehouse_batch.warehouses import DuckDBWarehouse
+from warehouse_batch.warehouses import DuckDBWarehouse, Warehouse
 
 #: Job options a model's config may set (the materialization sets name, query and table itself;
 #: `cache` is a per-invocation var, never a model config: see NO_CACHE_VAR).
@@ -259,9 +260,25 @@ def sync_model(
             return {"job": job.name, "preview": preview_requests(warehouse, job, model.preview)}
         if model.empty:  # dbt run --empty: the relation's shape, no rows, no provider call at all
             return {**publish_shape(warehouse, job), "column_docs": column_docs(job)}
+    return run_model(lambda: _open(conn, settings), job, model, settings, lock=lock, sleep=sleep, progress=progress)
+
+
+def run_model(
+    open_warehouse: Callable[[], contextlib.AbstractContextManager[Warehouse]],
+    job: Job,
+    model: ModelRequest,
+    settings: Settings,
+    *,
+    lock: contextlib.AbstractContextManager[Any],
+    sleep: Callable[[float], None] = time.sleep,
+    progress: Callable[[str], None] = lambda message: None,
+) -> dict[str, Any]:
+    """The model's step on whichever warehouse `open_warehouse` gives (each `with` is one hold of
+    it; `sleep` runs between polls while it is let go): collect, defer, run, retry, publish, and
+    with `wait_timeout` poll until answered or out of time. Returns the JSON-able summary."""
     started = datetime.now(timezone.utc)
     deadline = time.monotonic() + model.wait_timeout
-    with lock, _open(conn, settings) as warehouse:
+    with lock, open_warehouse() as warehouse:
         runner = _runner(warehouse, settings)
         polled = runner.collect_related(job.name)  # frees budget, fills the cache
         if settings.defer_db:
@@ -273,7 +290,7 @@ def sync_model(
         summary = _summary(runner, job, report, started)
     while summary["live_batches"] and time.monotonic() < deadline:
         sleep(max(0.0, min(settings.poll_interval, deadline - time.monotonic())))
-        with lock, _open(conn, settings) as warehouse:
+        with lock, open_warehouse() as warehouse:
             runner = _runner(warehouse, settings)
             runner.collect_related(job.name)
             _retry(runner, job)
@@ -302,7 +319,7 @@ def _open(conn: duckdb.DuckDBPyConnection, settings: Settings) -> DuckDBWarehous
     return DuckDBWarehouse(conn, work_dir=settings.work_dir)
 
 
-def _runner(warehouse: DuckDBWarehouse, settings: Settings) -> Runner:
+def _runner(warehouse: Warehouse, settings: Settings) -> Runner:
     return Runner(warehouse, settings.provider(), prices=settings.prices, concurrency=settings.concurrency,
                   submit=settings.submit, daily_budget_usd=None if settings.daily_budget_usd is None else
                   DailyBudget(settings.daily_budget_usd, "the dbt plugin setting daily_budget_usd"))
@@ -327,7 +344,7 @@ def _summary(runner: Runner, job: Job, report: Any, started: datetime) -> dict[s
                     JOIN {SCHEMA}.request_shards AS rs ON rs.request_hash = q.__wb_request_hash
                     JOIN {SCHEMA}.batches AS b ON b.shard_id = rs.shard_id
                     WHERE b.collected_at >= ?)""", [job.name, started, started])
-    counts = report.counts
+    counts = report.counts if report is not None else None  # None: a sync that planned nothing
     return {
         "job": job.name,
         "table": table,
