@@ -109,6 +109,11 @@ def test_build_publishes_a_typed_table_in_postgres_and_a_rerun_sends_nothing(pg_
     assert p.sql("SELECT count(*) FROM public.review_sentiment WHERE sentiment NOT IN ('Positive', 'Neutral', 'Negative') "
                  "OR confidence IS NULL") == [(0,)]
     answered, split = p.sql("SELECT sum(answered)::int, sum(positive + neutral + negative)::int FROM public.product_sentiment")[0]
+    # Docs: the yml's description, else the generated column's meaning, as Postgres column comments.
+    comments = dict(p.sql("SELECT attname, col_description(attrelid, attnum) FROM pg_attribute "
+                          "WHERE attrelid = 'public.review_sentiment'::regclass AND attnum > 0"))
+    assert comments["sentiment"] == "Positive, Neutral or Negative (ENUM)."
+    assert comments["is_stale"].startswith("True while the row shows its last answer")
     assert answered == split == len(rows)
 
     third = p.wb("build")  # nothing changed: nothing is sent, every answer stays

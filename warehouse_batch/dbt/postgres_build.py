@@ -293,6 +293,20 @@ def engine_copy(warehouse: Any, node: Any) -> None:
     replica.pull(warehouse.engine, warehouse.cursor, node.schema, node.alias, create_types=types)
 
 
+def comment_columns(warehouse: Any, node: Any, docs: dict[str, str]) -> None:
+    """Column comments in Postgres (what `dbt docs generate` shows): the yml's description, else the
+    answer field's or generated column's meaning. Publish recreates the table, so each run sets them."""
+    from warehouse_batch.quoting import sql_literal
+    from warehouse_batch.warehouses import replica
+
+    for name in replica.pg_columns(warehouse.cursor, node.schema, node.alias):
+        yml = node.columns.get(name)
+        text = (yml.description if yml is not None and yml.description else None) or docs.get(name)
+        if text:
+            warehouse.cursor.execute(f"COMMENT ON COLUMN {replica.qt(node.schema, node.alias)}.{replica.q(name)} "
+                                     f"IS {sql_literal(text, 'postgres')}")
+
+
 def run_models(nodes: list[Any], uri: str, settings: Settings, *, project_dir: str, lock_timeout: float,
                say: Callable[[str], None], warn: Callable[[str], None]) -> dict[str, str]:
     """Each model through the library; returns {model name: error} for those that failed."""
@@ -327,6 +341,7 @@ def run_models(nodes: list[Any], uri: str, settings: Settings, *, project_dir: s
                 failed[node.name] = message
                 warn(f"llm_batch {relation} failed: {message}")
                 continue
+            comment_columns(warehouse, node, report.get("column_docs") or {})
             say(plan_line(relation, report))
             say(summary_line(relation, report))
             for line in warning_lines(node.name, relation, report):
