@@ -13,7 +13,7 @@ pytest.importorskip("dbt.adapters.postgres", reason="dbt-postgres is not install
 
 from warehouse_batch.cli import main  # noqa: E402
 from warehouse_batch.emulator import Emulator  # noqa: E402
-from tests.dbt.conftest import copy_project, distinct_prompts  # noqa: E402
+from tests.dbt.conftest import DbtProject, copy_project, distinct_prompts  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -50,19 +50,8 @@ class PgProject:
     def requests(self) -> int:
         return self.emulator.counters()["requests_received"]
 
-    def seed_rows(self) -> list[dict[str, str]]:
-        import csv
-
-        with open(self.dir / "seeds" / "raw_reviews.csv", newline="", encoding="utf-8") as handle:
-            return list(csv.DictReader(handle))
-
-    def write_seed(self, rows: list[dict[str, str]]) -> None:
-        import csv
-
-        with open(self.dir / "seeds" / "raw_reviews.csv", "w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+    # The seed file of the project copy, as DbtProject reads it (both only use self.dir).
+    seed_rows = DbtProject.seed_rows
 
 
 @pytest.fixture

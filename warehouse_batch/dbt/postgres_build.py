@@ -156,7 +156,8 @@ def _environ(values: dict[str, str]) -> Iterator[None]:
 
 def compiled_models(dbt: Dbt) -> list[Any]:
     """The selected llm_batch models, compiled, upstream models first."""
-    result = dbt.invoke("compile", *dbt.args.selection(LLM_BATCH))
+    # --quiet: compile prints a lone selected node's SQL; errors still show.
+    result = dbt.invoke("compile", "--quiet", *dbt.args.selection(LLM_BATCH))
     if not result.success:
         raise DbtFailedError("dbt compile of the llm_batch models failed (dbt's log above says why)")
     nodes = [r.node for r in getattr(result.result, "results", []) or []
