@@ -689,6 +689,10 @@ def _say(line: str) -> None:
     err.print(escape(line), highlight=False, soft_wrap=True)
 
 
+def _warn(line: str) -> None:
+    err.print(f"[yellow]warning:[/] {escape(line)}", highlight=False, soft_wrap=True)
+
+
 _DBT_PASSTHROUGH = {"ignore_unknown_options": True, "allow_interspersed_args": False}
 
 
@@ -709,8 +713,7 @@ def dbt_build(dbt_args: tuple[str, ...], submit: bool, **kw: Any) -> None:
     from warehouse_batch.dbt import postgres_build
 
     settings, lock_timeout = _dbt_settings(kw, submit)
-    postgres_build.build(list(dbt_args), settings, lock_timeout=lock_timeout, say=_say,
-                         warn=lambda line: err.print(f"[yellow]warning:[/] {escape(line)}", highlight=False))
+    postgres_build.build(list(dbt_args), settings, lock_timeout=lock_timeout, say=_say, warn=_warn)
 
 
 @dbt.command("sync", context_settings=_DBT_PASSTHROUGH)
@@ -728,8 +731,7 @@ def dbt_sync(dbt_args: tuple[str, ...], submit: bool, retry_: bool, **kw: Any) -
     from warehouse_batch.dbt import postgres_build
 
     settings, lock_timeout = _dbt_settings(kw, submit or retry_)
-    postgres_build.sync(list(dbt_args), settings, retry=retry_, lock_timeout=lock_timeout, say=_say,
-                        warn=lambda line: err.print(f"[yellow]warning:[/] {escape(line)}", highlight=False))
+    postgres_build.sync(list(dbt_args), settings, retry=retry_, lock_timeout=lock_timeout, say=_say, warn=_warn)
 
 
 if __name__ == "__main__":

@@ -161,3 +161,25 @@ def test_a_failing_model_fails_the_command_and_skips_its_downstream(pg_project: 
     assert "unknown llm_batch config key(s) 'max_cost' (did you mean 'max_cost_usd'?)" in result.output
     assert p.requests == 0
     assert p.sql("SELECT to_regclass('public.product_sentiment') IS NULL") == [(True,)]
+
+
+def test_an_llm_batch_model_reading_another_runs_after_it_and_a_selection_passes_through(pg_project: PgProject) -> None:
+    p = pg_project
+    (p.dir / "models" / "llm" / "product_blurb.sql").write_text(
+        "{{ config(materialized='llm_batch', model='gpt-4o-mini', max_tokens=20, wait_timeout=1) }}\n"
+        "select custom_id, 'One line about ' || product as prompt\n"
+        "from {{ ref('review_sentiment') }}\n", encoding="utf-8")
+    rows = p.seed_rows()
+    products = len({r["product"].strip().lower() for r in rows if r["review_text"].strip()})
+    asked = distinct_prompts(rows)
+
+    first = p.wb("build")
+    assert p.requests == asked + products  # the second model's query read the first's published table
+    assert p.sql("SELECT count(*)::int FROM public.product_blurb") == [(len(rows),)]
+    # It blocked up to its wait_timeout (the warehouse let go meanwhile) and says it ran out.
+    assert "wait_timeout (1.0 s) ran out with 1 batch(es) still running" in first.output
+
+    only = p.wb("build", "-s", "product_blurb")  # one llm_batch model selected: nothing upstream is built
+    assert "product_blurb" in only.output and "review_sentiment: " not in only.output
+    assert "Compiled node" not in only.output
+    assert p.requests == asked + products
