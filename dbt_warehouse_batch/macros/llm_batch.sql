@@ -155,12 +155,8 @@
     {{ get_assert_columns_equivalent('select * from ' ~ target_relation) }}
   {%- endif -%}
   {% call statement('main') -%} select 1 {%- endcall %}
-  {%- if env_var('WAREHOUSE_BATCH_DBT_BUILD', '') -%}
-    {% do log("llm_batch " ~ this ~ ": the table warehouse-batch dbt build just published", info=True) %}
-  {%- else -%}
-    {% do log("llm_batch " ~ this ~ ": kept as last published; on dbt-postgres, `warehouse-batch dbt build` sends "
-              ~ "and collects (plain dbt build does not)", info=True) %}
-  {%- endif -%}
+  {% do log("llm_batch " ~ this ~ ": the table as `warehouse-batch dbt build` last published it (on dbt-postgres "
+            ~ "that command sends and collects; dbt alone does not)", info=True) %}
   {{ run_hooks(post_hooks, inside_transaction=True) }}
   {% do apply_grants(target_relation, config.get('grants'), should_revoke=should_revoke(existing_relation, full_refresh_mode=True)) %}
   {% do persist_docs(target_relation, model) %}

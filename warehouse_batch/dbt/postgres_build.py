@@ -23,7 +23,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -47,8 +47,6 @@ from warehouse_batch.errors import ConfigError, JobsFailedError, WarehouseBatchE
 from warehouse_batch.jobs import Job
 
 LLM_BATCH = "config.materialized:llm_batch"
-#: Set while step 4 runs, so the materialization says it keeps a table published just now.
-BUILD_ENV = "WAREHOUSE_BATCH_DBT_BUILD"
 #: dbt options that name the project, profile, target and vars: every invocation gets them.
 _CONTEXT = {"-t", "--target", "--vars", "--project-dir", "--profiles-dir", "--profile"}
 _SELECT = {"-s", "--select", "-m", "--models", "--model"}
@@ -135,23 +133,8 @@ class Dbt:
             raise result.exception  # KeyboardInterrupt and the like
         return result
 
-    def build(self, selection: list[str], env: dict[str, str] | None = None) -> bool:
-        with _environ(env or {}):
-            return bool(self.invoke("build", *self.args.build, *selection).success)
-
-
-@contextlib.contextmanager
-def _environ(values: dict[str, str]) -> Iterator[None]:
-    old = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in old.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    def build(self, selection: list[str]) -> bool:
+        return bool(self.invoke("build", *self.args.build, *selection).success)
 
 
 def compiled_models(dbt: Dbt) -> list[Any]:
@@ -163,20 +146,20 @@ def compiled_models(dbt: Dbt) -> list[Any]:
     nodes = [r.node for r in getattr(result.result, "results", []) or []
              if getattr(r.node, "resource_type", None) == "model"
              and getattr(r.node.config, "materialized", None) == "llm_batch"]
-    ids = {n.unique_id for n in nodes}
-    ordered: list[Any] = []
+    by_id = {n.unique_id: n for n in nodes}
+    ordered: dict[str, Any] = {}
 
     def visit(node: Any) -> None:  # an llm_batch model that reads another must come after it
-        if node in ordered:
+        if node.unique_id in ordered:
             return
         for parent in node.depends_on.nodes:
-            if parent in ids:
-                visit(next(n for n in nodes if n.unique_id == parent))
-        ordered.append(node)
+            if parent in by_id:
+                visit(by_id[parent])
+        ordered[node.unique_id] = node
 
     for node in sorted(nodes, key=lambda n: n.unique_id):
         visit(node)
-    return ordered
+    return list(ordered.values())
 
 
 def target_credentials() -> Any:
@@ -372,7 +355,7 @@ def build(argv: Sequence[str], settings: Settings, *, lock_timeout: float, say: 
                              "nothing was sent")
     failed = run_models(nodes, uri, settings, project_dir=project_dir, lock_timeout=lock_timeout, say=say, warn=warn)
     say("llm_batch: building the llm_batch models and their downstream")
-    ok = dbt.build(args.selection(f"{LLM_BATCH}+", exclude=[f"{name}+" for name in failed]), env={BUILD_ENV: "1"})
+    ok = dbt.build(args.selection(f"{LLM_BATCH}+", exclude=[f"{name}+" for name in failed]))
     if failed:
         raise JobsFailedError(f"{len(failed)} llm_batch model(s) failed: "
                               + "; ".join(f"{name}: {error}" for name, error in failed.items()))
