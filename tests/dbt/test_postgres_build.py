@@ -131,18 +131,22 @@ def test_plain_dbt_build_without_the_wrapper_fails_in_one_line(pg_project: PgPro
     assert pg_project.requests == 0
 
 
-def test_no_submit_sends_nothing_and_sync_collects_what_finished(pg_project: PgProject) -> None:
+def test_no_submit_sends_nothing_and_sync_collects_what_finished(pg_project: PgProject,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     p = pg_project
     rows = p.seed_rows()
     asked = distinct_prompts(rows)
 
-    held = p.wb("build", options=("--no-submit",))  # CI: no request leaves, the plan says what it would cost
+    monkeypatch.delenv("OPENAI_API_KEY")  # CI: no key, no request leaves, the plan says what it would cost
+    held = p.wb("build", options=("--no-submit",))
     assert p.requests == 0
     assert "submit is off: nothing is sent" in held.output
     assert p.statuses() == {"pending": len(rows)}
-
-    p.wb("sync")  # cron without --submit: nothing new goes out
+    p.wb("build", options=("--no-submit",))  # and again: still no key needed
+    assert "held (submit is off)" in p.wb("sync").output  # cron without --submit: nothing new goes out
     assert p.requests == 0
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-emulator-key")
     p.wb("sync", options=("--submit",))  # the held shards go out
     assert p.requests == asked
     p.emulator.advance(3600)
