@@ -169,16 +169,22 @@ def test_a_failing_model_fails_the_command_and_skips_its_downstream(pg_project: 
 
 def test_an_llm_batch_model_reading_another_runs_after_it_and_a_selection_passes_through(pg_project: PgProject) -> None:
     p = pg_project
+    # review_sentiment (llm_batch) → blurb_input (a view) → product_blurb (llm_batch)
+    (p.dir / "models" / "marts" / "blurb_input.sql").write_text(
+        "{{ config(materialized='view') }}\n"
+        "select custom_id, 'One line about ' || product as prompt from {{ ref('review_sentiment') }}\n",
+        encoding="utf-8")
     (p.dir / "models" / "llm" / "product_blurb.sql").write_text(
         "{{ config(materialized='llm_batch', model='gpt-4o-mini', max_tokens=20, wait_timeout=1) }}\n"
-        "select custom_id, 'One line about ' || product as prompt\n"
-        "from {{ ref('review_sentiment') }}\n", encoding="utf-8")
+        "select custom_id, prompt from {{ ref('blurb_input') }}\n", encoding="utf-8")
     rows = p.seed_rows()
     products = len({r["product"].strip().lower() for r in rows if r["review_text"].strip()})
     asked = distinct_prompts(rows)
 
     first = p.wb("build")
-    assert p.requests == asked + products  # the second model's query read the first's published table
+    # The second model ran after the first was published and the view between them was built.
+    assert "building what the remaining llm_batch model(s) read" in first.output
+    assert p.requests == asked + products
     assert p.sql("SELECT count(*)::int FROM public.product_blurb") == [(len(rows),)]
     # It blocked up to its wait_timeout (the warehouse let go meanwhile) and says it ran out.
     assert "wait_timeout (1.0 s) ran out with 1 batch(es) still running" in first.output

@@ -68,12 +68,14 @@ class DbtArgs:
     context: list[str] = field(default_factory=list)  # --target, --vars, --project-dir, ... (every step)
     build: list[str] = field(default_factory=list)  # everything else (--full-refresh, --threads 4, ...): dbt build only
 
-    def selection(self, extra: str | None = None, exclude: Sequence[str] = ()) -> list[str]:
-        """--select (each user selector intersected with `extra`) and --exclude (the user's + `exclude`)."""
+    def selection(self, extra: str | Sequence[str] | None = None, exclude: Sequence[str] = ()) -> list[str]:
+        """--select (each user selector intersected with `extra`, or with each of several) and
+        --exclude (the user's + `exclude`)."""
         argv: list[str] = []
-        if self.select or extra:
-            chosen = [f"{s},{extra}" if extra else s for s in self.select] or [extra]
-            argv += ["--select", *chosen]
+        extras = [extra] if isinstance(extra, str) else list(extra or [])
+        if self.select or extras:
+            chosen = [f"{s},{e}" for s in self.select for e in extras] if extras else list(self.select)
+            argv += ["--select", *(chosen or extras)]
         if self.exclude or exclude:
             argv += ["--exclude", *self.exclude, *exclude]
         return argv
@@ -335,9 +337,35 @@ def run_models(nodes: list[Any], uri: str, settings: Settings, *, project_dir: s
     return failed
 
 
+def llm_ancestors(dbt: Dbt, nodes: list[Any]) -> dict[str, set[str]]:
+    """For each llm_batch model, the other llm_batch models it reads, directly or through other models."""
+    ids = {n.unique_id for n in nodes}
+    parents = {n.unique_id: set(n.depends_on.nodes) for n in nodes}
+    if len(nodes) > 1:  # the models between them: everything downstream of an llm_batch model
+        listed = dbt.invoke("ls", "--quiet", "--resource-type", "model", "--select", f"{LLM_BATCH}+",
+                            "--output", "json", "--output-keys", "unique_id", "depends_on")
+        for line in (listed.result or []) if listed.success else []:
+            item = json.loads(line)
+            parents.setdefault(item["unique_id"], set((item.get("depends_on") or {}).get("nodes") or []))
+    found: dict[str, set[str]] = {}
+    for node in nodes:
+        seen: set[str] = set()
+        todo = list(parents[node.unique_id])
+        while todo:
+            uid = todo.pop()
+            if uid not in seen:
+                seen.add(uid)
+                todo += parents.get(uid, ())
+        found[node.unique_id] = seen & ids
+    return found
+
+
 def build(argv: Sequence[str], settings: Settings, *, lock_timeout: float, say: Callable[[str], None],
           warn: Callable[[str], None]) -> None:
-    """`warehouse-batch dbt build [dbt args]` (see the module docstring). Raises on failure."""
+    """`warehouse-batch dbt build [dbt args]` (see the module docstring). Raises on failure.
+
+    An llm_batch model that reads another through other models (a view between them) waits for a
+    second round: the first model runs, then what lies between is built, then the second runs."""
     args = split_args(argv)
     dbt = Dbt(args)
     nodes = compiled_models(dbt)
@@ -349,11 +377,32 @@ def build(argv: Sequence[str], settings: Settings, *, lock_timeout: float, say: 
     uri = postgres_uri(target_credentials())
     project_dir = str(Path(os.fspath(_project_dir())).resolve())
     settings = _with_work_dir(settings, project_dir, uri)
+    ancestors = llm_ancestors(dbt, nodes)
     say(f"llm_batch: building upstream of {len(nodes)} llm_batch model(s)")
     if not dbt.build(args.selection(exclude=[f"{LLM_BATCH}+"])):
         raise DbtFailedError("dbt build of the llm_batch models' upstream failed (dbt's log above says why); "
                              "nothing was sent")
-    failed = run_models(nodes, uri, settings, project_dir=project_dir, lock_timeout=lock_timeout, say=say, warn=warn)
+    failed: dict[str, str] = {}
+    pending = list(nodes)
+    while pending:
+        waiting = {n.unique_id for n in pending}
+        ready = [n for n in pending if not ancestors[n.unique_id] & waiting]
+        pending = [n for n in pending if n not in ready]
+        done = {n.unique_id: n.name for n in nodes if n not in pending and n not in ready}
+        for node in list(ready):  # downstream of a model that failed: skipped, as dbt skips
+            broken = [done[uid] for uid in ancestors[node.unique_id] if done.get(uid) in failed]
+            if broken:
+                failed[node.name] = f"skipped: it reads {', '.join(sorted(broken))}, which failed"
+                ready.remove(node)
+        failed.update(run_models(ready, uri, settings, project_dir=project_dir, lock_timeout=lock_timeout,
+                                 say=say, warn=warn))
+        if pending:  # build what lies between these models and the ones still to run
+            say("llm_batch: building what the remaining llm_batch model(s) read")
+            between = args.selection([f"{n.name}+" for n in ready],
+                                     exclude=[f"{n.name}+" for n in pending] + [f"{name}+" for name in failed])
+            if ready and not dbt.build(between):
+                raise DbtFailedError("dbt build of the models between llm_batch models failed (dbt's log above "
+                                     "says why); the remaining llm_batch models were not run")
     say("llm_batch: building the llm_batch models and their downstream")
     ok = dbt.build(args.selection(f"{LLM_BATCH}+", exclude=[f"{name}+" for name in failed]))
     if failed:
