@@ -37,11 +37,11 @@ from warehouse_batch.dbt.sync import (
     NO_CACHE_VAR,
     PREVIEW_VAR,
     Settings,
-    _retry,
-    _summary,
     job_name_for,
     parse_request,
+    retry_failures,
     run_model,
+    summarize,
 )
 from warehouse_batch.errors import ConfigError, JobsFailedError, WarehouseBatchError
 from warehouse_batch.jobs import Job
@@ -445,9 +445,9 @@ def sync(argv: Sequence[str], settings: Settings, *, retry: bool, lock_timeout: 
                 engine_copy(warehouse, node)
                 runner.collect_related(job.name)
                 if retry:
-                    _retry(runner, job)
+                    retry_failures(runner, job)
                 runner.publish(job)
-                report = _summary(runner, job, None, started)
+                report = summarize(runner, job, None, started)
             except WarehouseBatchError as exc:
                 failed[node.name] = for_dbt(exc, settings.base_url, plugin=False)["error"]
                 warn(f"llm_batch {node.relation_name} failed: {failed[node.name]}")

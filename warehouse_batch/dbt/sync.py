@@ -6,7 +6,8 @@ transactions, never through dbt's cursor: a model that fails later cannot roll s
 
 State lives in the library's metadata tables keyed by `request_hash`, not in the model's relation,
 so `--full-refresh`, a renamed model and two models asking the same question never pay twice.
-Nothing in this module imports dbt; it is plain library code over an open DuckDB connection.
+Nothing in this module imports dbt; it is plain library code over an open DuckDB connection, and
+`run_model` (the step itself) over any warehouse: `warehouse-batch dbt build` runs it on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -285,17 +286,17 @@ def run_model(
             import_answers(warehouse, job, settings.defer_db)
         report = runner.run(job, publish_table=False)
         runner.collect(jobs=runner.ledger.related_jobs(job.name) - polled - {job.name}, publish_tables=False)
-        _retry(runner, job)
+        retry_failures(runner, job)
         runner.publish(job)
-        summary = _summary(runner, job, report, started)
+        summary = summarize(runner, job, report, started)
     while summary["live_batches"] and time.monotonic() < deadline:
         sleep(max(0.0, min(settings.poll_interval, deadline - time.monotonic())))
         with lock, open_warehouse() as warehouse:
             runner = _runner(warehouse, settings)
             runner.collect_related(job.name)
-            _retry(runner, job)
+            retry_failures(runner, job)
             runner.publish(job)
-            summary = _summary(runner, job, report, started)
+            summary = summarize(runner, job, report, started)
             if summary["live_batches"]:
                 p = runner.ledger.progress(job.name)
                 eta = f", about {p['eta_seconds']:,} s left" if p.get("eta_seconds") is not None else ""
@@ -308,7 +309,7 @@ def run_model(
     return summary
 
 
-def _retry(runner: Runner, job: Job) -> None:
+def retry_failures(runner: Runner, job: Job) -> None:
     """Resend the job's retryable failures (expired, cancelled, transient errors) below max_attempts,
     as `warehouse-batch retry` would: a scheduled build heals them without anyone running a command."""
     if runner.submit_enabled and runner.ledger.count(runner.ledger.retryable_sql(job, exhausted=False)):
@@ -325,7 +326,7 @@ def _runner(warehouse: Warehouse, settings: Settings) -> Runner:
                   DailyBudget(settings.daily_budget_usd, "the dbt plugin setting daily_budget_usd"))
 
 
-def _summary(runner: Runner, job: Job, report: Any, started: datetime) -> dict[str, Any]:
+def summarize(runner: Runner, job: Job, report: Any, started: datetime) -> dict[str, Any]:
     if runner.failures:  # this model's (or a related job's) step failed: fail the model, saying why
         raise next(iter(runner.failures.values()))
     table = quote_table(job.target_table)
