@@ -300,9 +300,6 @@ def run_models(nodes: list[Any], uri: str, settings: Settings, *, project_dir: s
 
     dbt_keys = dbt_config_keys(PostgresConfig)
     vars_ = _vars()
-    if vars_.get(PREVIEW_VAR):
-        raise ConfigError(f"--vars {PREVIEW_VAR} is not supported by warehouse-batch dbt build yet; "
-                          "`warehouse-batch plan` shows a job's requests")
     failed: dict[str, str] = {}
     warehouse = open_postgres(uri, settings, lock_timeout)
     try:
@@ -320,9 +317,7 @@ def run_models(nodes: list[Any], uri: str, settings: Settings, *, project_dir: s
                 engine_copy(warehouse, node)
                 report = run_model(lambda: contextlib.nullcontext(warehouse), job, model, settings,
                                    lock=threading.Lock(), sleep=sleep, progress=say)
-            except Exception as exc:  # noqa: BLE001 - one model's failure is reported; the others go on
-                if not isinstance(exc, WarehouseBatchError):
-                    raise
+            except WarehouseBatchError as exc:  # one model's failure is reported; the others go on
                 message = for_dbt(exc, settings.base_url, plugin=False)["error"]
                 failed[node.name] = message
                 warn(f"llm_batch {relation} failed: {message}")
@@ -374,6 +369,9 @@ def build(argv: Sequence[str], settings: Settings, *, lock_timeout: float, say: 
         if not dbt.build(args.selection()):
             raise DbtFailedError("dbt build failed (dbt's log above says why)")
         return
+    if _vars().get(PREVIEW_VAR):
+        raise ConfigError(f"--vars {PREVIEW_VAR} is not supported by warehouse-batch dbt build yet; "
+                          "`warehouse-batch plan` shows a job's requests")
     uri = postgres_uri(target_credentials())
     project_dir = str(Path(os.fspath(_project_dir())).resolve())
     settings = _with_work_dir(settings, project_dir, uri)
