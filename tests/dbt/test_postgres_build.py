@@ -3,6 +3,7 @@ PostgreSQL (tests/pg.py) and the emulator, on a temp copy of examples/dbt_review
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +36,12 @@ class PgProject:
         return result
 
     def dbt(self, *args: str) -> Any:
+        """Plain dbt (no wrapper); its log lines land in self.messages."""
         from dbt.cli.main import dbtRunner
 
-        return dbtRunner().invoke([*args, "--target", "postgres", "--project-dir", str(self.dir),
-                                   "--profiles-dir", str(self.dir)])
+        self.messages: list[str] = []
+        return dbtRunner(callbacks=[lambda event: self.messages.append(event.info.msg)]).invoke(
+            [*args, "--target", "postgres", "--project-dir", str(self.dir), "--profiles-dir", str(self.dir)])
 
     def sql(self, query: str) -> list[tuple]:
         return self.cluster.execute(query, self.uri)
@@ -119,6 +122,12 @@ def test_build_publishes_a_typed_table_in_postgres_and_a_rerun_sends_nothing(pg_
     assert p.sql("SELECT status, is_stale, count(*)::int FROM public.review_sentiment GROUP BY 1, 2") == [
         ("completed", True, len(rows))]
     assert p.sql("SELECT sum(answered)::int FROM public.product_sentiment") == [(len(rows),)]
+
+    # The metadata views answer llm_batch_status on Postgres; by model it names the dbt-postgres way.
+    assert p.dbt("run-operation", "llm_batch_status").success
+    assert re.search(rf"^public__review_sentiment +{len(rows)} +{len(rows)} ", "\n".join(p.messages), re.MULTILINE)
+    assert not p.dbt("run-operation", "llm_batch_retry", "--args", "{select: review_sentiment}").success
+    assert "warehouse-batch dbt sync --retry -s <model>" in "\n".join(p.messages)
 
 
 def test_plain_dbt_build_without_the_wrapper_fails_in_one_line(pg_project: PgProject) -> None:
