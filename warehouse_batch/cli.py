@@ -662,5 +662,77 @@ def dbt_package_path(yml: bool) -> None:
     click.echo(packages_yml() if yml else str(package_path()), nl=not yml)
 
 
+def _dbt_postgres_options(fn: Callable) -> Callable:
+    """The library's settings for `dbt build` / `dbt sync` on dbt-postgres (the plugin settings of dbt-duckdb)."""
+    fn = click.option("--daily-budget-usd", type=float, default=None,
+                      help="The project's spending limit per UTC day (default: $WAREHOUSE_BATCH_DAILY_BUDGET_USD, "
+                           "else the warehouse's).")(fn)
+    fn = click.option("--poll-interval", type=float, default=5.0, show_default=True,
+                      help="Seconds between polls while a model waits (its wait_timeout).")(fn)
+    fn = click.option("--lock-timeout", type=float, default=DEFAULT_LOCK_TIMEOUT, show_default=True,
+                      help="Seconds to wait while another warehouse_batch process writes the warehouse.")(fn)
+    fn = click.option("--prices", type=click.Path(dir_okay=False), default=None, help="JSON price list.")(fn)
+    fn = click.option("--work-dir", type=click.Path(file_okay=False), default=None,
+                      help="Shard and result files (default: <project>/.warehouse_batch/<host>_<port>_<db>).")(fn)
+    fn = _provider_options(fn)
+    return click.argument("dbt_args", nargs=-1, type=click.UNPROCESSED)(fn)
+
+
+def _dbt_settings(kw: dict[str, Any], submit: bool) -> tuple[Any, float]:
+    from warehouse_batch.dbt.sync import Settings
+
+    lock_timeout = kw.pop("lock_timeout")
+    return Settings(submit=submit, **{k: v for k, v in kw.items() if v is not None}), lock_timeout
+
+
+def _say(line: str) -> None:
+    err.print(escape(line), highlight=False, soft_wrap=True)
+
+
+def _warn(line: str) -> None:
+    err.print(f"[yellow]warning:[/] {escape(line)}", highlight=False, soft_wrap=True)
+
+
+_DBT_PASSTHROUGH = {"ignore_unknown_options": True, "allow_interspersed_args": False}
+
+
+@dbt.command("build", context_settings=_DBT_PASSTHROUGH)
+@click.option("--submit/--no-submit", default=lambda: os.environ.get("WAREHOUSE_BATCH_SUBMIT", "true"),
+              show_default="$WAREHOUSE_BATCH_SUBMIT or true",
+              help="--no-submit: collect and rebuild, write new requests to shards but send nothing (no key needed).")
+@_dbt_postgres_options
+@_handle
+def dbt_build(dbt_args: tuple[str, ...], submit: bool, **kw: Any) -> None:
+    """dbt build for dbt-postgres projects with llm_batch models: builds their upstream, runs them
+    through the library against the target's PostgreSQL, then builds them and their downstream.
+
+    \b
+    This command's options come first, then dbt's (passed through):
+      warehouse-batch dbt build --no-submit -s +review_sentiment+ --target postgres
+    """
+    from warehouse_batch.dbt import postgres_build
+
+    settings, lock_timeout = _dbt_settings(kw, submit)
+    postgres_build.build(list(dbt_args), settings, lock_timeout=lock_timeout, say=_say, warn=_warn)
+
+
+@dbt.command("sync", context_settings=_DBT_PASSTHROUGH)
+@click.option("--submit", is_flag=True, help="Also send shards held by a --no-submit build.")
+@click.option("--retry", "retry_", is_flag=True, help="Also resend retryable failures (within max_attempts).")
+@_dbt_postgres_options
+@_handle
+def dbt_sync(dbt_args: tuple[str, ...], submit: bool, retry_: bool, **kw: Any) -> None:
+    """For cron between builds (dbt-postgres): collect the llm_batch models' finished batches and
+    republish their tables. Sends nothing new; downstream models update on the next dbt build.
+
+    \b
+      warehouse-batch dbt sync --target postgres
+    """
+    from warehouse_batch.dbt import postgres_build
+
+    settings, lock_timeout = _dbt_settings(kw, submit or retry_)
+    postgres_build.sync(list(dbt_args), settings, retry=retry_, lock_timeout=lock_timeout, say=_say, warn=_warn)
+
+
 if __name__ == "__main__":
     main()

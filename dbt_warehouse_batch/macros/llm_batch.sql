@@ -133,10 +133,44 @@
 {% endmaterialization %}
 
 
+{#-
+  dbt-postgres: dbt cannot run Python here, so `warehouse-batch dbt build` (which wraps dbt build) runs
+  the model through the library first, publishing its table in Postgres under the model's own
+  relation; this materialization keeps that table (hooks, contract check, grants and docs apply) and
+  never calls a provider. Plain `dbt build` keeps the table as last published, or stops in one line
+  when there is none yet.
+-#}
+{% materialization llm_batch, adapter='postgres', supported_languages=['sql'] %}
+  {%- set existing_relation = load_cached_relation(this) -%}
+  {%- if existing_relation is none -%}
+    {{ exceptions.raise_compiler_error(
+        "llm_batch " ~ this ~ " does not exist yet: on dbt-postgres, llm_batch models are sent and collected by "
+        ~ "`warehouse-batch dbt build` (it wraps dbt build and takes the same arguments); run that instead of dbt build") }}
+  {%- endif -%}
+  {%- set target_relation = this.incorporate(type='table') -%}
+  {{ run_hooks(pre_hooks, inside_transaction=False) }}
+  {{ run_hooks(pre_hooks, inside_transaction=True) }}
+  {%- set contract_config = config.get('contract') -%}
+  {%- if contract_config and contract_config.enforced -%}
+    {{ get_assert_columns_equivalent('select * from ' ~ target_relation) }}
+  {%- endif -%}
+  {% call statement('main') -%} select 1 {%- endcall %}
+  {% do log("llm_batch " ~ this ~ ": the table as `warehouse-batch dbt build` last published it (on dbt-postgres "
+            ~ "that command sends and collects; dbt alone does not)", info=True) %}
+  {{ run_hooks(post_hooks, inside_transaction=True) }}
+  {% do apply_grants(target_relation, config.get('grants'), should_revoke=should_revoke(existing_relation, full_refresh_mode=True)) %}
+  {% do persist_docs(target_relation, model) %}
+  {{ adapter.commit() }}
+  {{ run_hooks(post_hooks, inside_transaction=False) }}
+  {{ return({'relations': [target_relation]}) }}
+{% endmaterialization %}
+
+
 {#-- Any other adapter: say what is supported instead of failing somewhere obscure. --#}
 {% materialization llm_batch, default %}
   {{ exceptions.raise_compiler_error(
-      "the llm_batch materialization runs on dbt-duckdb with the warehouse_batch plugin (adapter here: "
+      "the llm_batch materialization runs on dbt-duckdb with the warehouse_batch plugin, and on dbt-postgres through "
+      ~ "`warehouse-batch dbt build` (adapter here: "
       ~ adapter.type() ~ "). See docs/dbt.md of warehouse_batch.") }}
 {% endmaterialization %}
 

@@ -21,7 +21,7 @@
   {%- if execute and load_relation(model) is not none -%}
     {#-- dbt's own line says only "Got N results": say what they are, by status and error_code --#}
     {%- set why = run_query("select " ~ status ~ ", error_code, count(*) from " ~ model ~ " where " ~ status
-        ~ " is null or " ~ status ~ " not in " ~ allowed ~ " group by all order by 3 desc, 1, 2") -%}
+        ~ " is null or " ~ status ~ " not in " ~ allowed ~ " group by 1, 2 order by 3 desc, 1, 2") -%}
     {%- if why.rows -%}
       {%- set parts, total = [], [] -%}
       {%- for r in why.rows -%}

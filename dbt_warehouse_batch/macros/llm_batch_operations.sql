@@ -32,6 +32,13 @@
 
 {% macro llm_batch_operation(operation, select) -%}
   {%- set resolved = warehouse_batch.llm_batch_models(select) -%}
+  {%- if target.type == 'postgres' -%}
+    {#-- no Python on dbt-postgres: say which command does it there --#}
+    {%- set hints = {'retry': "`warehouse-batch dbt sync --retry -s <model>` resends retryable failures",
+                     'status': "`dbt run-operation llm_batch_status` without select prints every job's rows and spend"} -%}
+    {{ exceptions.raise_compiler_error("llm_batch_" ~ operation ~ " by model runs on dbt-duckdb (its plugin); on dbt-postgres "
+        ~ hints.get(operation, "it is not available yet") ~ " (docs/dbt.md, dbt-postgres)") }}
+  {%- endif -%}
   {%- set found = run_query("select count(*) from duckdb_functions() where function_name = 'warehouse_batch_operation'") -%}
   {%- if found.columns[0].values()[0] == 0 -%}
     {{ exceptions.raise_compiler_error("llm_batch_" ~ operation ~ " needs the warehouse_batch plugin in this profile (see docs/dbt.md)") }}

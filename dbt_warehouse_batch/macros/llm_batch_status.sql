@@ -35,7 +35,7 @@
     {{ exceptions.raise_compiler_error("llm_batch_status: no job named '" ~ job ~ "' in this warehouse; jobs: "
         ~ (names.columns[0].values()[0] or 'none') ~ ". To ask by model name: --args '{select: <model>}'") }}
   {%- endif -%}
-  {%- set total = run_query("select coalesce(sum(requests), 0), sum(cost_usd), count_if(cost_usd is null) "
+  {%- set total = run_query("select coalesce(sum(requests), 0), sum(cost_usd), count(*) - count(cost_usd) "
                             ~ "from warehouse_batch.spend") -%}
   {%- set header = ['job', 'rows', 'completed', 'failed', 'pending', 'expired', 'cancelled', 'live batches',
                     'paid requests', 'cost usd'] -%}

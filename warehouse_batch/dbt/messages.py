@@ -28,13 +28,17 @@ _REWRITES = (
 )
 
 
-def for_dbt(exc: Exception, base_url: str | None) -> dict[str, str]:
-    """{"error": message, "kind": config | provider | error} for the materialization to raise."""
+def for_dbt(exc: Exception, base_url: str | None, *, plugin: bool = True) -> dict[str, str]:
+    """{"error": message, "kind": config | provider | error} for the materialization to raise.
+
+    plugin=False: `warehouse-batch dbt build` (dbt-postgres), whose settings are its own CLI flags,
+    so only the model-config and dbt wordings apply."""
     message = str(exc)
     if not isinstance(exc, WarehouseBatchError):  # a bug or a DuckDB error: keep what it was
         message = f"{type(exc).__name__}: {message}"
     for cli, dbt in _REWRITES:
-        message = message.replace(cli, dbt)
+        if plugin or "plugin setting" not in dbt:
+            message = message.replace(cli, dbt)
     if isinstance(exc, (ConfigError, ProviderError)):
         url = base_url or os.environ.get("OPENAI_BASE_URL")
         message += f" [provider: {redact_url(url) if url else 'the SDK default (OpenAI); no base URL set'}]"

@@ -32,6 +32,7 @@ except ImportError:  # duckdb < 1.4
     from duckdb.typing import VARCHAR
 
 from warehouse_batch.dbt.busy import wait_until_free
+from warehouse_batch.dbt.config_keys import dbt_config_keys as config_keys
 from warehouse_batch.dbt.messages import for_dbt
 from warehouse_batch.dbt.operations import run_operation
 from warehouse_batch.dbt.sync import Settings, sync_model
@@ -44,19 +45,10 @@ LOGGER = AdapterLogger("warehouse_batch")
 
 
 def dbt_config_keys() -> frozenset[str]:
-    """The model config keys the installed dbt-core and dbt-duckdb define (with their dashed aliases):
-    everything else in an llm_batch model's config must be one of its own options."""
-    import dataclasses
-
+    """The model config keys the installed dbt-core and dbt-duckdb define."""
     from dbt.adapters.duckdb.impl import DuckDBConfig
-    from dbt.artifacts.resources import ModelConfig
 
-    keys: set[str] = set()
-    for kind in (ModelConfig, DuckDBConfig):
-        for f in dataclasses.fields(kind):
-            keys.add(f.name)
-            keys.add(f.metadata.get("alias") or f.name)
-    return frozenset(keys - {"_extra"})
+    return config_keys(DuckDBConfig)
 
 
 class Plugin(BasePlugin):

@@ -6,11 +6,13 @@ transactions, never through dbt's cursor: a model that fails later cannot roll s
 
 State lives in the library's metadata tables keyed by `request_hash`, not in the model's relation,
 so `--full-refresh`, a renamed model and two models asking the same question never pay twice.
-Nothing in this module imports dbt; it is plain library code over an open DuckDB connection.
+Nothing in this module imports dbt; it is plain library code over an open DuckDB connection, and
+`run_model` (the step itself) over any warehouse: `warehouse-batch dbt build` runs it on PostgreSQL.
 """
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import hashlib
 import json
@@ -38,7 +40,7 @@ from warehouse_batch.publish import LIBRARY_TABLE_SUFFIX
 from warehouse_batch.quoting import quote_table
 from warehouse_batch.runner import Runner
 from warehouse_batch.schema import anchor
-from warehouse_batch.warehouses import DuckDBWarehouse
+from warehouse_batch.warehouses import DuckDBWarehouse, Warehouse
 
 #: Job options a model's config may set (the materialization sets name, query and table itself;
 #: `cache` is a per-invocation var, never a model config: see NO_CACHE_VAR).
@@ -259,28 +261,44 @@ def sync_model(
             return {"job": job.name, "preview": preview_requests(warehouse, job, model.preview)}
         if model.empty:  # dbt run --empty: the relation's shape, no rows, no provider call at all
             return {**publish_shape(warehouse, job), "column_docs": column_docs(job)}
+    return run_model(lambda: _open(conn, settings), job, model, settings, lock=lock, sleep=sleep, progress=progress)
+
+
+def run_model(
+    open_warehouse: Callable[[], contextlib.AbstractContextManager[Warehouse]],
+    job: Job,
+    model: ModelRequest,
+    settings: Settings,
+    *,
+    lock: contextlib.AbstractContextManager[Any],
+    sleep: Callable[[float], None] = time.sleep,
+    progress: Callable[[str], None] = lambda message: None,
+) -> dict[str, Any]:
+    """The model's step on whichever warehouse `open_warehouse` gives (each `with` is one hold of
+    it; `sleep` runs between polls while it is let go): collect, defer, run, retry, publish, and
+    with `wait_timeout` poll until answered or out of time. Returns the JSON-able summary."""
     started = datetime.now(timezone.utc)
-    with lock, _open(conn, settings) as warehouse:
+    with lock, open_warehouse() as warehouse:
         runner = _runner(warehouse, settings)
         polled = runner.collect_related(job.name)  # frees budget, fills the cache
         if settings.defer_db:
             import_answers(warehouse, job, settings.defer_db)
         report = runner.run(job, publish_table=False)
         runner.collect(jobs=runner.ledger.related_jobs(job.name) - polled - {job.name}, publish_tables=False)
-        _retry(runner, job)
+        retry_failures(runner, job)
         runner.publish(job)
-        summary = _summary(runner, job, report, started)
+        summary = summarize(runner, job, report, started)
     # The clock starts once the requests are sent: wait_timeout is how long the build waits for answers,
     # so a model with one always polls at least once, however long compiling and sending took.
     deadline = time.monotonic() + model.wait_timeout
     while summary["live_batches"] and time.monotonic() < deadline:
         sleep(max(0.0, min(settings.poll_interval, deadline - time.monotonic())))
-        with lock, _open(conn, settings) as warehouse:
+        with lock, open_warehouse() as warehouse:
             runner = _runner(warehouse, settings)
             runner.collect_related(job.name)
-            _retry(runner, job)
+            retry_failures(runner, job)
             runner.publish(job)
-            summary = _summary(runner, job, report, started)
+            summary = summarize(runner, job, report, started)
             if summary["live_batches"]:
                 p = runner.ledger.progress(job.name)
                 eta = f", about {p['eta_seconds']:,} s left" if p.get("eta_seconds") is not None else ""
@@ -293,7 +311,7 @@ def sync_model(
     return summary
 
 
-def _retry(runner: Runner, job: Job) -> None:
+def retry_failures(runner: Runner, job: Job) -> None:
     """Resend the job's retryable failures (expired, cancelled, transient errors) below max_attempts,
     as `warehouse-batch retry` would: a scheduled build heals them without anyone running a command."""
     if runner.submit_enabled and runner.ledger.count(runner.ledger.retryable_sql(job, exhausted=False)):
@@ -304,13 +322,13 @@ def _open(conn: duckdb.DuckDBPyConnection, settings: Settings) -> DuckDBWarehous
     return DuckDBWarehouse(conn, work_dir=settings.work_dir)
 
 
-def _runner(warehouse: DuckDBWarehouse, settings: Settings) -> Runner:
+def _runner(warehouse: Warehouse, settings: Settings) -> Runner:
     return Runner(warehouse, settings.provider(), prices=settings.prices, concurrency=settings.concurrency,
                   submit=settings.submit, daily_budget_usd=None if settings.daily_budget_usd is None else
                   DailyBudget(settings.daily_budget_usd, "the dbt plugin setting daily_budget_usd"))
 
 
-def _summary(runner: Runner, job: Job, report: Any, started: datetime) -> dict[str, Any]:
+def summarize(runner: Runner, job: Job, report: Any, started: datetime) -> dict[str, Any]:
     if runner.failures:  # this model's (or a related job's) step failed: fail the model, saying why
         raise next(iter(runner.failures.values()))
     table = quote_table(job.target_table)
@@ -329,7 +347,7 @@ def _summary(runner: Runner, job: Job, report: Any, started: datetime) -> dict[s
                     JOIN {SCHEMA}.request_shards AS rs ON rs.request_hash = q.__wb_request_hash
                     JOIN {SCHEMA}.batches AS b ON b.shard_id = rs.shard_id
                     WHERE b.collected_at >= ?)""", [job.name, started, started])
-    counts = report.counts
+    counts = report.counts if report is not None else None  # None: a sync that planned nothing
     return {
         "job": job.name,
         "table": table,

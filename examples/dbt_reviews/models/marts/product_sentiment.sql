@@ -1,4 +1,5 @@
 -- Per product: how many reviews are answered and how they split, from the typed columns.
+-- Plain SQL that runs on DuckDB and PostgreSQL (round() of a double needs numeric on Postgres).
 select
     product,
     count(*) as reviews,
@@ -6,7 +7,7 @@ select
     count(*) filter (where sentiment = 'Positive') as positive,
     count(*) filter (where sentiment = 'Neutral') as neutral,
     count(*) filter (where sentiment = 'Negative') as negative,
-    round(avg(confidence), 3) as avg_confidence,
+    round(cast(avg(confidence) as numeric), 3) as avg_confidence,
     round(avg(stars), 2) as avg_stars
 from {{ ref('review_sentiment') }}
 group by product
