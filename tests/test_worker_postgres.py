@@ -10,8 +10,11 @@ ceiling; nothing asserts on how long anything took.
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,7 @@ import pytest
 from warehouse_batch.emulator import Emulator
 from warehouse_batch.emulator.webhooks import new_secret
 
+from .conftest import API_KEY
 from .test_worker import OPTIONS, QUERY, WAIT, WorkerProcess, http, wait_for
 
 DEFS = "warehouse_batch.job_definitions"
@@ -235,3 +239,11 @@ def test_webhooks_status_page_and_metrics_work_on_postgres(
     assert 'warehouse_batch_webhooks_total{outcome="refused"} 1.0' in metrics
     assert 'warehouse_batch_webhooks_total{outcome="accepted"} 1.0' in metrics
     assert 'warehouse_batch_job_rows{job="sentiment",status="completed"} 5.0' in metrics
+
+
+def test_default_definer_is_refused_on_postgres(reviews: str) -> None:
+    done = subprocess.run([sys.executable, "-m", "warehouse_batch.cli", "worker", "--db", reviews, "--port", "0",
+                           "--default-definer", "alice"], env={**os.environ, "OPENAI_API_KEY": API_KEY},
+                          capture_output=True, text=True, timeout=WAIT)
+    assert done.returncode != 0
+    assert "--default-definer is for DuckDB" in done.stderr and "listening" not in done.stderr

@@ -409,9 +409,15 @@ class PostgresWarehouse:
     def direct_transaction(self, lock_timeout_s: float = 10.0) -> Iterator[None]:
         """One Postgres transaction for `direct_rows`. A row an analyst's open transaction holds is
         waited for at most lock_timeout_s (then the statement fails and the caller tries again later)."""
-        self._pg("BEGIN")
-        try:
+        with self._pg_transaction("BEGIN"):
             self._pg(f"SET LOCAL lock_timeout = '{int(lock_timeout_s * 1000)}ms'")
+            yield
+
+    @contextlib.contextmanager
+    def _pg_transaction(self, begin: str) -> Iterator[None]:
+        """A transaction on the warehouse's own session: committed when the block ends, rolled back if it raises."""
+        self._pg(begin)
+        try:
             yield
         except BaseException:
             with contextlib.suppress(Exception):
@@ -438,8 +444,7 @@ class PostgresWarehouse:
     @contextlib.contextmanager
     def _reading(self) -> Iterator[None]:
         """A read-only transaction for reading the user's query, as the `as_role` role if one is set."""
-        self._pg("BEGIN READ ONLY")
-        try:
+        with self._pg_transaction("BEGIN READ ONLY"):
             if self._query_role is not None:
                 try:
                     self._pg(f"SET LOCAL ROLE {replica.q(self._query_role)}")
@@ -449,11 +454,6 @@ class PostgresWarehouse:
                         f"query with its definer's rights, so its login role must be a member of that role: "
                         f"GRANT {replica.q(self._query_role)} TO <the worker's role>") from None
             yield
-        except BaseException:
-            with contextlib.suppress(Exception):
-                self._pg("ROLLBACK")
-            raise
-        self._pg("COMMIT")
 
     def _source_select(self, query: str, limit: int | None = None) -> tuple[str, dict[str, str]]:
         """The query wrapped so that every column arrives through Arrow with its value intact, and
