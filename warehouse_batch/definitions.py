@@ -289,15 +289,18 @@ def sync(warehouse: Warehouse, definers: Definers) -> Changes:
     return Changes(result, deleted)
 
 
-def record(warehouse: Warehouse, name: str, state: str, error: str | None, *, ran_version: int | None = None,
+def record(warehouse: Warehouse, name: str, state: str, error: str | None, *, ran: Definition | None = None,
            started: bool = False) -> None:
     """Write the worker's view of a definition back to its row (readable in SQL): only the worker's
     own columns, so an analyst's concurrent edit of the query or options stays. Recording the
-    version run (or refused) also answers a `run_requested`."""
+    version `ran` (run or refused) also answers the `run_requested` it was read with; one set
+    after that read (on PostgreSQL, while the run went on) stays for the next check."""
     sets, params = ["state = ?", "last_error = ?"], [state, error]
-    if ran_version is not None:
-        sets += ["ran_version = ?", "run_requested = false"]
-        params.append(ran_version)
+    if ran is not None:
+        sets.append("ran_version = ?")
+        params.append(ran.version)
+        if ran.run_requested:
+            sets.append("run_requested = false")
     if started:
         sets.append("last_run_at = now()")
     with _writing(warehouse, "job_definitions", atomic=False):
