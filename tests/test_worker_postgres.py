@@ -137,6 +137,21 @@ def test_the_definer_is_current_user_and_the_query_runs_with_their_rights(
     assert sql(reviews, "SELECT version, defined_by FROM warehouse_batch.job_definition_versions "
                         "WHERE name = 'sentiment' ORDER BY version") == [(1, "alice"), (2, "mallory")]
 
+    # SET ROLE is checked against the worker's login role, so code that switches roles could read as
+    # alice: a query calling set_config or SQL-running functions is refused, and a switch made by a
+    # function of mallory's own is caught when the read ends.
+    escape = ("SELECT 1 AS custom_id, set_config('role', 'alice', true) || "
+              "query_to_xml('SELECT * FROM secrets', true, false, '')::text AS prompt")
+    insert(mallory, "escape", escape, {**OPTIONS, "system": "Escape."})
+    sql(reviews, "GRANT CREATE ON SCHEMA public TO mallory")
+    sql(mallory, "CREATE FUNCTION become(r text) RETURNS text LANGUAGE plpgsql AS "
+                 "$$ BEGIN EXECUTE format('SET ROLE %I', r); RETURN ''; END $$")
+    insert(mallory, "switch", "SELECT id AS custom_id, become('alice') || text AS prompt FROM reviews",
+           {**OPTIONS, "system": "Switch."})
+    found = wait_for("mallory's escapes", lambda: decided(reviews, "escape", "switch"))
+    assert found["escape"][0] == "refused" and "calls set_config()" in found["escape"][2]
+    assert found["switch"][0] == "refused" and "changed the role it runs as (from 'mallory')" in found["switch"][2]
+
     # carol may spend but the worker cannot act as her; eve is not on the allow-list.
     sql(as_user(reviews, "carol"), "SELECT warehouse_batch.define_job('carols', $1, $2::jsonb)",
         (QUERY, json.dumps({**OPTIONS, "system": "Carol's question."})))
@@ -149,7 +164,7 @@ def test_the_definer_is_current_user_and_the_query_runs_with_their_rights(
     # Only alice's first version reached the provider.
     counters = emulator.counters()
     assert (counters["files_uploaded"], counters["batches_created"], counters["requests_received"]) == (1, 1, 5)
-    assert sql(reviews, "SELECT count(*) FROM information_schema.tables WHERE table_name IN ('cheap', 'carols', 'eves')") \
+    assert sql(reviews, "SELECT count(*) FROM information_schema.tables WHERE table_name IN ('cheap', 'carols', 'eves', 'escape', 'switch')") \
         == [(0,)]
 
 

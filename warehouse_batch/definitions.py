@@ -22,6 +22,7 @@ import contextlib
 import getpass
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -140,6 +141,7 @@ class PostgresDefiners:
             raise JobError(f"definition {definition.name} has no recorded definer (it was written before this "
                            "database recorded them); delete the row and define it again; nothing was sent")
         _check_allowed(self.policy, definition.defined_by, "or define it as an allowed role")
+        check_keeps_its_role(job)
         found = self.warehouse.direct_rows(
             "SELECT pg_has_role(current_user, oid, 'MEMBER') AS member FROM pg_roles WHERE rolname = ?",
             [definition.defined_by])
@@ -154,6 +156,24 @@ class PostgresDefiners:
 
     def run_as(self, definer: str) -> contextlib.AbstractContextManager[None]:
         return self.warehouse.as_role(definer)
+
+
+#: PostgreSQL functions that change the current role (SET ROLE is checked against the worker's
+#: login role, not the definer's) or run SQL given as text, which could then read as another role.
+_ROLE_ESCAPES = re.compile(
+    r"\b\"?(set_config|(?:query|cursor|table|schema|database)_to_xml(?:schema|_and_xmlschema)?|dblink\w*)\"?\s*\(",
+    re.IGNORECASE)
+
+
+def check_keeps_its_role(job: Job) -> None:
+    """Refuse a PostgreSQL query that calls a function able to leave its definer's role: inside
+    `SET ROLE definer`, `set_config('role', ...)` may switch to any role the worker's login role may,
+    and the *_to_xml functions and dblink run SQL text with whatever role is then current."""
+    found = _ROLE_ESCAPES.search(job.query)
+    if found:
+        raise JobError(f"job {job.name}: the query calls {found.group(1)}(), which can change the role it runs as or "
+                       "run SQL given as text; a job defined in SQL may not (nothing was sent). Select from the "
+                       "tables directly")
 
 
 def definers_for(warehouse: Warehouse, policy: Policy, default_definer: str | None = None) -> Definers:
@@ -363,4 +383,4 @@ def run_from_a_job_file(warehouse: Warehouse, name: str) -> bool:
 
 
 __all__ = ["Changes", "Definers", "Definition", "DuckDBDefiners", "Policy", "PostgresDefiners", "budget_guard",
-           "check_reads_only_tables", "definers_for", "read", "record", "run_from_a_job_file", "sync", "to_job"]
+           "check_keeps_its_role", "check_reads_only_tables", "definers_for", "read", "record", "run_from_a_job_file", "sync", "to_job"]

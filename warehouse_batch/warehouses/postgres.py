@@ -454,6 +454,9 @@ class PostgresWarehouse:
                         f"query with its definer's rights, so its login role must be a member of that role: "
                         f"GRANT {replica.q(self._query_role)} TO <the worker's role>") from None
             yield
+            if self._query_role is not None and self._pg("SELECT current_user")[0][0] != self._query_role:
+                raise JobError(f"the query changed the role it runs as (from {self._query_role!r}); a job defined "
+                               "in SQL must read with its definer's rights only. Nothing was sent")
 
     def _source_select(self, query: str, limit: int | None = None) -> tuple[str, dict[str, str]]:
         """The query wrapped so that every column arrives through Arrow with its value intact, and
