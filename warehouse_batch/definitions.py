@@ -283,8 +283,8 @@ def sync(warehouse: Warehouse, definers: Definers) -> Changes:
     find deleted rows. One transaction: an analyst's edit is seen whole or not at all."""
     with _writing(warehouse, "job_definitions", "job_definition_versions"):
         current = read(warehouse, definers)
-        latest = {r["name"]: r for r in _rows(warehouse, 
-            f"""SELECT v.name, v.version, v.fingerprint, v.deleted_at FROM {VERSIONS} AS v
+        latest = {r["name"]: r for r in _rows(
+            warehouse, f"""SELECT v.name, v.version, v.fingerprint, v.deleted_at FROM {VERSIONS} AS v
                 WHERE v.version = (SELECT max(version) FROM {VERSIONS} AS w WHERE w.name = v.name)""")}
         result = []
         for d in current:
@@ -297,7 +297,7 @@ def sync(warehouse: Warehouse, definers: Definers) -> Changes:
                       [d.name, version, d.query, json.dumps(d.options), d.defined_by, d.fingerprint])
                 # On Postgres the trigger keeps the definer it recorded, whatever this writes.
                 _rows(warehouse, f"UPDATE {TABLE} SET version = ?, defined_by = ?, state = ?, last_error = NULL, "
-                    "last_checked_at = now() WHERE name = ?", [version, d.defined_by, NEW, d.name])
+                                 "last_checked_at = now() WHERE name = ?", [version, d.defined_by, NEW, d.name])
                 d = Definition(**{**d.__dict__, "version": version, "state": NEW})
             result.append(d)
         names = {d.name for d in current}
@@ -383,4 +383,5 @@ def run_from_a_job_file(warehouse: Warehouse, name: str) -> bool:
 
 
 __all__ = ["Changes", "Definers", "Definition", "DuckDBDefiners", "Policy", "PostgresDefiners", "budget_guard",
-           "check_keeps_its_role", "check_reads_only_tables", "definers_for", "read", "record", "run_from_a_job_file", "sync", "to_job"]
+           "check_keeps_its_role", "check_reads_only_tables", "definers_for", "read", "record", "run_from_a_job_file",
+           "sync", "to_job"]

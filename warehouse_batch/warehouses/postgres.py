@@ -397,8 +397,8 @@ class PostgresWarehouse:
 
     # -- tables analysts write too (DIRECT) --------------------------------------------------
     def direct_rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        """Run SQL (Postgres and DuckDB alike, `?` placeholders, none inside literals) in Postgres
-        itself, not the engine; the rows it returns."""
+        """Run a statement in Postgres itself, not the engine (SQL both run, with `?` placeholders and
+        no `?` inside literals, so that the DuckDB warehouse runs the same text); the rows it returns."""
         counter = iter(range(1, len(params) + 1))
         text = re.sub(r"\?", lambda _: f"${next(counter)}", sql)
         rows = self._pg(text, tuple(params) if params else None)
