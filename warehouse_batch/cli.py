@@ -572,13 +572,15 @@ def emulator(host: str, port: int, state_dir: str | None, supported_models: str 
               help="First wait before polling the provider; backs off x1.5 while nothing finishes.")
 @click.option("--max-poll-interval", type=float, default=60.0, show_default=True, help="Longest wait between polls.")
 @click.option("--allow-definer", "allowed", multiple=True, metavar="NAME",
-              help="Only run definitions whose defined_by is one of these (repeat; default: anyone).")
+              help="Only run definitions whose defined_by is one of these (repeat; PostgreSQL: role names; "
+                   "default: anyone).")
 @click.option("--definer-daily-budget-usd", type=float, default=None,
               help="Each definer's spend per UTC day; a definition that would exceed it is refused in its row.")
 @click.option("--definer-budget", "definer_budgets", multiple=True, metavar="NAME=USD",
               help="One definer's own daily budget (repeat).")
 @click.option("--default-definer", default=None,
-              help="defined_by of rows that leave it empty (default: the worker's OS user).")
+              help="DuckDB: defined_by of rows that leave it empty (default: the worker's OS user). "
+                   "Not on PostgreSQL, where the definer is the role that wrote the row.")
 @click.option("--daily-budget-usd", type=float, default=None,
               help="The warehouse's daily budget, all jobs (default: $WAREHOUSE_BATCH_DAILY_BUDGET_USD or `budget`).")
 @_common
@@ -597,6 +599,8 @@ def worker(db: str, host: str, port: int, check_interval: float, poll_interval: 
       warehouse-batch worker --db team.duckdb --port 8080 --allow-definer alice --definer-daily-budget-usd 20
       duckdb team.duckdb "INSERT INTO warehouse_batch.job_definitions (name, query, options)
         VALUES ('sentiment', 'SELECT id AS custom_id, text AS prompt FROM reviews', '{\"model\": \"gpt-4o-mini\"}')"
+      warehouse-batch worker --db postgresql://wb_worker@db.internal/analytics --allow-definer alice
+      psql analytics -c "SELECT warehouse_batch.define_job('sentiment', 'SELECT ...', '{\"model\": \"gpt-4o-mini\"}')"
     """
     from warehouse_batch.cost import budget_value
     from warehouse_batch.definitions import Policy

@@ -8,7 +8,12 @@ analyst, and nothing is sent for it.
 
 Who defined a row and with whose rights its query runs depend on the warehouse (`Definers`):
 DuckDB has no users, so `defined_by` is what the row says (else the worker's default) and the
-worker's allow-list decides; PostgreSQL will take `current_user` and `SET ROLE` (same interface).
+worker's allow-list decides; PostgreSQL records `current_user` (a trigger, migration 0015) and the
+worker reads the query under `SET ROLE definer` (same interface).
+
+On PostgreSQL analysts write job_definitions while the worker runs, so this module reads and writes
+it (and job_definition_versions) in Postgres itself, never through the engine replica, and writes
+only the worker's own columns: a concurrent edit is never undone (`postgres.DIRECT`).
 """
 
 from __future__ import annotations
@@ -17,13 +22,14 @@ import contextlib
 import getpass
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import sqlglot
 from sqlglot import exp
 
-from warehouse_batch.errors import JobError
+from warehouse_batch.errors import ConfigError, JobError
 from warehouse_batch.estimates import Estimate
 from warehouse_batch.jobs import Job
 from warehouse_batch.names import SCHEMA
@@ -110,17 +116,82 @@ class DuckDBDefiners:
         return stated.strip() if stated and stated.strip() else self.default
 
     def check(self, definition: Definition, job: Job) -> None:
-        allowed = self.policy.allowed_definers
-        if allowed is not None and definition.defined_by not in allowed:
-            raise JobError(
-                f"definer {definition.defined_by!r} is not on this worker's allow-list "
-                f"({', '.join(sorted(allowed)) or 'empty'}); nothing was sent. Ask whoever runs the worker to add "
-                "--allow-definer NAME, or set defined_by to an allowed definer"
-            )
+        _check_allowed(self.policy, definition.defined_by, "or set defined_by to an allowed definer")
         check_reads_only_tables(job)
 
     def run_as(self, definer: str) -> contextlib.AbstractContextManager[None]:
         return contextlib.nullcontext()
+
+
+class PostgresDefiners:
+    """PostgreSQL has users: the definer is the role that last wrote the row's name, query or options
+    (`current_user`, set by a trigger that ignores what the row says), the allow-list and budgets
+    apply to it, and its query is read under `SET LOCAL ROLE definer`, so Postgres itself refuses a
+    table the definer may not read. The worker's login role must be a member of each definer role."""
+
+    def __init__(self, policy: Policy, warehouse: Any):
+        self.policy = policy
+        self.warehouse = warehouse  # a PostgresWarehouse
+
+    def definer(self, stated: str | None) -> str:
+        return stated or ""  # the trigger's current_user; empty only for rows older than migration 0015
+
+    def check(self, definition: Definition, job: Job) -> None:
+        if not definition.defined_by:
+            raise JobError(f"definition {definition.name} has no recorded definer (it was written before this "
+                           "database recorded them); delete the row and define it again; nothing was sent")
+        _check_allowed(self.policy, definition.defined_by, "or define it as an allowed role")
+        check_keeps_its_role(job)
+        found = self.warehouse.direct_rows(
+            "SELECT pg_has_role(current_user, oid, 'MEMBER') AS member FROM pg_roles WHERE rolname = ?",
+            [definition.defined_by])
+        if not found:
+            raise JobError(f"definer {definition.defined_by!r} is no longer a role of this database; "
+                           "nothing was sent. Define the job again as an existing role")
+        if not found[0]["member"]:
+            raise JobError(
+                f"the worker cannot read the query as its definer {definition.defined_by!r}: the worker's role is not "
+                f"a member of it; nothing was sent. Ask an administrator to run GRANT "
+                f"\"{definition.defined_by}\" TO <the worker's role> (docs/worker.md, Permission model)")
+
+    def run_as(self, definer: str) -> contextlib.AbstractContextManager[None]:
+        return self.warehouse.as_role(definer)
+
+
+#: PostgreSQL functions that change the current role (SET ROLE is checked against the worker's
+#: login role, not the definer's) or run SQL given as text, which could then read as another role.
+_ROLE_ESCAPES = re.compile(
+    r"\b\"?(set_config|(?:query|cursor|table|schema|database)_to_xml(?:schema|_and_xmlschema)?|dblink\w*)\"?\s*\(",
+    re.IGNORECASE)
+
+
+def check_keeps_its_role(job: Job) -> None:
+    """Refuse a PostgreSQL query that calls a function able to leave its definer's role: inside
+    `SET ROLE definer`, `set_config('role', ...)` may switch to any role the worker's login role may,
+    and the *_to_xml functions and dblink run SQL text with whatever role is then current."""
+    found = _ROLE_ESCAPES.search(job.query)
+    if found:
+        raise JobError(f"job {job.name}: the query calls {found.group(1)}(), which can change the role it runs as or "
+                       "run SQL given as text; a job defined in SQL may not (nothing was sent). Select from the "
+                       "tables directly")
+
+
+def definers_for(warehouse: Warehouse, policy: Policy, default_definer: str | None = None) -> Definers:
+    """The definer rules of the warehouse's kind."""
+    if warehouse.dialect == "postgres":
+        if default_definer:
+            raise ConfigError("--default-definer is for DuckDB, which has no users; on PostgreSQL a definition's "
+                              "definer is the role that wrote it (current_user)")
+        return PostgresDefiners(policy, warehouse)
+    return DuckDBDefiners(policy, default_definer)
+
+
+def _check_allowed(policy: Policy, definer: str, hint: str) -> None:
+    allowed = policy.allowed_definers
+    if allowed is not None and definer not in allowed:
+        raise JobError(
+            f"definer {definer!r} is not on this worker's allow-list ({', '.join(sorted(allowed)) or 'empty'}); "
+            f"nothing was sent. Ask whoever runs the worker to add --allow-definer NAME, {hint}")
 
 
 def check_reads_only_tables(job: Job) -> None:
@@ -150,10 +221,35 @@ def _os_user() -> str:
 
 
 # -- reading and versioning ---------------------------------------------------------------------
+def _direct(warehouse: Warehouse) -> bool:
+    """Whether job_definitions lives in the warehouse's server, written by analysts too (Postgres)."""
+    return hasattr(warehouse, "direct_rows")
+
+
+def _rows(warehouse: Warehouse, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
+    """Run a statement on job_definitions / job_definition_versions where they live."""
+    if _direct(warehouse):
+        return warehouse.direct_rows(sql, params or [])
+    return warehouse.rows(sql, params)
+
+
+@contextlib.contextmanager
+def _writing(warehouse: Warehouse, *tables: str, atomic: bool = True) -> Any:
+    """One transaction where the tables live (on DuckDB only if atomic: a lone statement needs
+    none); on Postgres their engine mirror is refreshed after it."""
+    if not _direct(warehouse):
+        with warehouse.transaction() if atomic else contextlib.nullcontext():
+            yield
+        return
+    with warehouse.direct_transaction():
+        yield
+    warehouse.mirror(*tables)
+
+
 def read(warehouse: Warehouse, definers: Definers) -> list[Definition]:
     """Every row of job_definitions, with its definer resolved."""
     out = []
-    for row in warehouse.rows(f"""SELECT name, query, CAST(options AS VARCHAR) AS options, enabled, cancel_requested,
+    for row in _rows(warehouse, f"""SELECT name, query, CAST(options AS VARCHAR) AS options, enabled, cancel_requested,
                                          run_requested, defined_by, version, state, ran_version
                                   FROM {TABLE} ORDER BY name"""):
         options, error = _options(row["options"])
@@ -185,43 +281,50 @@ class Changes:
 def sync(warehouse: Warehouse, definers: Definers) -> Changes:
     """Record a new version of every new or changed row (and the definer of rows without one);
     find deleted rows. One transaction: an analyst's edit is seen whole or not at all."""
-    with warehouse.transaction():
+    with _writing(warehouse, "job_definitions", "job_definition_versions"):
         current = read(warehouse, definers)
-        latest = {r["name"]: r for r in warehouse.rows(
-            f"""SELECT v.name, v.version, v.fingerprint, v.deleted_at FROM {VERSIONS} AS v
+        latest = {r["name"]: r for r in _rows(
+            warehouse, f"""SELECT v.name, v.version, v.fingerprint, v.deleted_at FROM {VERSIONS} AS v
                 WHERE v.version = (SELECT max(version) FROM {VERSIONS} AS w WHERE w.name = v.name)""")}
         result = []
         for d in current:
             last = latest.get(d.name)
             if last is None or last["fingerprint"] != d.fingerprint or last["deleted_at"] is not None:
                 version = 1 if last is None else int(last["version"]) + 1
-                warehouse.execute(
-                    f"INSERT INTO {VERSIONS} (name, version, query, options, defined_by, fingerprint) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    [d.name, version, d.query, json.dumps(d.options), d.defined_by, d.fingerprint])
-                warehouse.execute(
-                    f"UPDATE {TABLE} SET version = ?, defined_by = ?, state = ?, last_error = NULL, "
-                    "last_checked_at = now() WHERE name = ?", [version, d.defined_by, NEW, d.name])
+                _rows(warehouse,
+                      f"INSERT INTO {VERSIONS} (name, version, query, options, defined_by, fingerprint) "
+                      "VALUES (?, ?, ?, CAST(? AS JSON), ?, ?)",
+                      [d.name, version, d.query, json.dumps(d.options), d.defined_by, d.fingerprint])
+                # On Postgres the trigger keeps the definer it recorded, whatever this writes.
+                _rows(warehouse, f"UPDATE {TABLE} SET version = ?, defined_by = ?, state = ?, last_error = NULL, "
+                                 "last_checked_at = now() WHERE name = ?", [version, d.defined_by, NEW, d.name])
                 d = Definition(**{**d.__dict__, "version": version, "state": NEW})
             result.append(d)
         names = {d.name for d in current}
         deleted = [n for n, last in latest.items() if n not in names and last["deleted_at"] is None]
         for name in deleted:
-            warehouse.execute(f"UPDATE {VERSIONS} SET deleted_at = now() WHERE name = ? AND version = ?",
-                              [name, latest[name]["version"]])
-        warehouse.execute(f"UPDATE {TABLE} SET last_checked_at = now()")
+            _rows(warehouse, f"UPDATE {VERSIONS} SET deleted_at = now() WHERE name = ? AND version = ?",
+                  [name, latest[name]["version"]])
+        _rows(warehouse, f"UPDATE {TABLE} SET last_checked_at = now()")
     return Changes(result, deleted)
 
 
-def record(warehouse: Warehouse, name: str, state: str, error: str | None, *, ran_version: int | None = None,
+def record(warehouse: Warehouse, name: str, state: str, error: str | None, *, ran: Definition | None = None,
            started: bool = False) -> None:
-    """Write the worker's view of a definition back to its row (readable in SQL). Recording the
-    version run (or refused) also answers a `run_requested`."""
-    warehouse.execute(
-        f"UPDATE {TABLE} SET state = ?, last_error = ?, ran_version = coalesce(?, ran_version), "
-        "run_requested = CASE WHEN ? IS NULL THEN run_requested ELSE false END, "
-        "last_run_at = CASE WHEN ? THEN now() ELSE last_run_at END WHERE name = ?",
-        [state, error, ran_version, ran_version, started, name])
+    """Write the worker's view of a definition back to its row (readable in SQL): only the worker's
+    own columns, so an analyst's concurrent edit of the query or options stays. Recording the
+    version `ran` (run or refused) also answers the `run_requested` it was read with; one set
+    after that read (on PostgreSQL, while the run went on) stays for the next check."""
+    sets, params = ["state = ?", "last_error = ?"], [state, error]
+    if ran is not None:
+        sets.append("ran_version = ?")
+        params.append(ran.version)
+        if ran.run_requested:
+            sets.append("run_requested = false")
+    if started:
+        sets.append("last_run_at = now()")
+    with _writing(warehouse, "job_definitions", atomic=False):
+        _rows(warehouse, f"UPDATE {TABLE} SET {', '.join(sets)} WHERE name = ?", [*params, name])
 
 
 # -- validation ---------------------------------------------------------------------------------
@@ -279,5 +382,6 @@ def run_from_a_job_file(warehouse: Warehouse, name: str) -> bool:
         [name]))
 
 
-__all__ = ["Changes", "Definers", "Definition", "DuckDBDefiners", "Policy", "budget_guard",
-           "check_reads_only_tables", "read", "record", "run_from_a_job_file", "sync", "to_job"]
+__all__ = ["Changes", "Definers", "Definition", "DuckDBDefiners", "Policy", "PostgresDefiners", "budget_guard",
+           "check_keeps_its_role", "check_reads_only_tables", "definers_for", "read", "record", "run_from_a_job_file",
+           "sync", "to_job"]

@@ -51,8 +51,11 @@ KEYS: dict[str, tuple[str, ...]] = {
     "results": ("request_hash",), "job_rows": ("job_name", "custom_id"), "settings": ("name",),
     "prices": ("model",), "quotas": ("location", "model"), "job_counts": ("job_name",),
     "request_shards": ("request_hash", "shard_id", "attempt"), "answered_rows": ("job_name", "custom_id"),
-    "job_definitions": ("name",), "job_definition_versions": ("name", "version"),
 }
+#: Tables analysts write too (jobs defined in SQL): their owner module reads and writes them in
+#: Postgres itself (`direct_rows`, targeted UPDATEs) and mirrors them into the engine for reads; a
+#: push (DELETE + INSERT of changed rows) could undo an analyst's concurrent edit, so none is made.
+DIRECT = ("job_definitions", "job_definition_versions")
 #: The one writer lock of a Postgres warehouse (like a DuckDB file's own lock).
 LOCK_KEY = "warehouse_batch"
 #: A Postgres-only sequence bumped by every push: a writer back from a wait re-reads if it moved.
@@ -108,6 +111,7 @@ class PostgresWarehouse:
         self._in_transaction = False
         self._seen_changes: int | None = None
         self._locked = False
+        self._query_role: str | None = None
         self.con = self._connect()
         self.cursor = self.con.cursor()
         try:
@@ -305,6 +309,9 @@ class PostgresWarehouse:
             raise
 
     def _push_table(self, schema: str, name: str) -> None:
+        if schema == SCHEMA and name in DIRECT:
+            raise ConfigError(f"{SCHEMA}.{name} is written in PostgreSQL directly (analysts write it too); "
+                              "a write through the engine replica would be lost or undo theirs")
         engine = self._engine.con
         exists = bool(replica.engine_columns(engine, schema, name))
         pg_schema = "public" if schema == "main" else schema
@@ -370,11 +377,7 @@ class PostgresWarehouse:
             (SCHEMA,))]
         for name in pg_tables:
             if name in metadata:
-                engine.execute(f"DELETE FROM {SCHEMA}.{quote_ident(name)}")
-                replica.pull(engine, self.cursor, SCHEMA, name)
-                if name in KEYS:
-                    engine.execute(f"CREATE OR REPLACE TABLE {SHADOW}.{quote_ident(name)} AS "
-                                   f"SELECT * FROM {SCHEMA}.{quote_ident(name)}")
+                self._pull_metadata(name)
             else:
                 types = replica.recorded_types(self.cursor, SCHEMA, name)
                 if types is not None:
@@ -384,7 +387,77 @@ class PostgresWarehouse:
                 engine.execute(f"CREATE OR REPLACE TABLE {SHADOW}.{quote_ident(name)} AS "
                                f"SELECT * FROM {SCHEMA}.{quote_ident(name)} LIMIT 0")
 
+    def _pull_metadata(self, name: str) -> None:
+        engine = self._engine.con
+        engine.execute(f"DELETE FROM {SCHEMA}.{quote_ident(name)}")
+        replica.pull(engine, self.cursor, SCHEMA, name)
+        if name in KEYS:
+            engine.execute(f"CREATE OR REPLACE TABLE {SHADOW}.{quote_ident(name)} AS "
+                           f"SELECT * FROM {SCHEMA}.{quote_ident(name)}")
+
+    # -- tables analysts write too (DIRECT) --------------------------------------------------
+    def direct_rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """Run a statement in Postgres itself, not the engine (SQL both run, with `?` placeholders and
+        no `?` inside literals, so that the DuckDB warehouse runs the same text); the rows it returns."""
+        counter = iter(range(1, len(params) + 1))
+        text = re.sub(r"\?", lambda _: f"${next(counter)}", sql)
+        rows = self._pg(text, tuple(params) if params else None)
+        names = [d[0] for d in self.cursor.description or ()]
+        return [dict(zip(names, row)) for row in rows]
+
+    @contextlib.contextmanager
+    def direct_transaction(self, lock_timeout_s: float = 10.0) -> Iterator[None]:
+        """One Postgres transaction for `direct_rows`. A row an analyst's open transaction holds is
+        waited for at most lock_timeout_s (then the statement fails and the caller tries again later)."""
+        with self._pg_transaction("BEGIN"):
+            self._pg(f"SET LOCAL lock_timeout = '{int(lock_timeout_s * 1000)}ms'")
+            yield
+
+    @contextlib.contextmanager
+    def _pg_transaction(self, begin: str) -> Iterator[None]:
+        """A transaction on the warehouse's own session: committed when the block ends, rolled back if it raises."""
+        self._pg(begin)
+        try:
+            yield
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self._pg("ROLLBACK")
+            raise
+        self._pg("COMMIT")
+
+    def mirror(self, *names: str) -> None:
+        """Copy these DIRECT tables from Postgres into the engine (views and the ledger read them there)."""
+        for name in names:
+            self._pull_metadata(name)
+
     # -- the user's query --------------------------------------------------------------------
+    @contextlib.contextmanager
+    def as_role(self, role: str) -> Iterator[None]:
+        """Read the user's query as `role` (the worker: a definition's definer) for the block: each
+        read runs `SET LOCAL ROLE` in its read-only transaction, so Postgres checks that role's rights."""
+        self._query_role = role
+        try:
+            yield
+        finally:
+            self._query_role = None
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[None]:
+        """A read-only transaction for reading the user's query, as the `as_role` role if one is set."""
+        with self._pg_transaction("BEGIN READ ONLY"):
+            if self._query_role is not None:
+                try:
+                    self._pg(f"SET LOCAL ROLE {replica.q(self._query_role)}")
+                except ConfigError as exc:
+                    raise JobError(
+                        f"cannot read the query as {self._query_role!r} ({exc}); the worker runs a definition's "
+                        f"query with its definer's rights, so its login role must be a member of that role: "
+                        f"GRANT {replica.q(self._query_role)} TO <the worker's role>") from None
+            yield
+            if self._query_role is not None and self._pg("SELECT current_user")[0][0] != self._query_role:
+                raise JobError(f"the query changed the role it runs as (from {self._query_role!r}); a job defined "
+                               "in SQL must read with its definer's rights only. Nothing was sent")
+
     def _source_select(self, query: str, limit: int | None = None) -> tuple[str, dict[str, str]]:
         """The query wrapped so that every column arrives through Arrow with its value intact, and
         the engine cast of each (numeric → DECIMAL or DOUBLE, money → DECIMAL, composites → JSON)."""
@@ -428,9 +501,10 @@ class PostgresWarehouse:
             + f" AS {quote_ident(f.name)}" for f in schema)
 
     def describe_query(self, query: str) -> dict[str, str]:
-        select, casts = self._source_select(query, limit=0)
-        self.cursor.execute(select)
-        empty = self.cursor.fetch_arrow_table()
+        with self._reading():
+            select, casts = self._source_select(query, limit=0)
+            self.cursor.execute(select)
+            empty = self.cursor.fetch_arrow_table()
         self._engine.con.register("__wb_described", empty)
         try:
             cur = self._engine.con.execute(
@@ -446,25 +520,23 @@ class PostgresWarehouse:
 
     def query_source(self, query: str) -> str:
         """Pull the query's rows into an engine temp table (streamed, read-only transaction) and name it."""
-        select, casts = self._source_select(query)
-        self._pg("BEGIN READ ONLY")
-        try:
-            self.cursor.execute(select)
-            reader = self.cursor.fetch_record_batch()
-            self._engine.con.register("__wb_source_reader", reader)
+        with self._reading():
+            select, casts = self._source_select(query)
             try:
-                self._engine.con.execute(
-                    f"CREATE OR REPLACE TEMP TABLE __wb_source AS SELECT "
-                    f"{self._engine_select(reader.schema, casts)} FROM __wb_source_reader")
-            finally:
-                self._engine.con.unregister("__wb_source_reader")
-        except Exception as exc:
-            with contextlib.suppress(Exception):
-                self._pg("ROLLBACK")
-            if isinstance(exc, duckdb.Error):
+                self.cursor.execute(select)
+                reader = self.cursor.fetch_record_batch()
+                self._engine.con.register("__wb_source_reader", reader)
+                try:
+                    self._engine.con.execute(
+                        f"CREATE OR REPLACE TEMP TABLE __wb_source AS SELECT "
+                        f"{self._engine_select(reader.schema, casts)} FROM __wb_source_reader")
+                finally:
+                    self._engine.con.unregister("__wb_source_reader")
+            except duckdb.Error:
                 raise
-            raise JobError(f"the query fails in PostgreSQL: {self._clean(str(exc)).strip().splitlines()[0]}") from None
-        self._pg("COMMIT")
+            except Exception as exc:  # noqa: BLE001 - the driver's error, password-free
+                raise JobError(
+                    f"the query fails in PostgreSQL: {self._clean(str(exc)).strip().splitlines()[0]}") from None
         return "temp.__wb_source"
 
     # -- tables ------------------------------------------------------------------------------
@@ -540,9 +612,23 @@ class PostgresWarehouse:
 def postgres_statements(name: str, text: str) -> list[str]:
     """The Postgres statements of a migration: its override file, else its DuckDB SQL transpiled."""
     override = postgres_migration(name)
-    if override is not None:  # statements end with `;` at the end of a line
-        return [s.strip() for s in re.split(r";\s*$", override, flags=re.MULTILINE) if _has_sql(s)]
+    if override is not None:
+        return _split_statements(override)
     return [sqlglot.transpile(s.query, read="duckdb", write="postgres")[0] for s in duckdb.extract_statements(text)]
+
+
+def _split_statements(text: str) -> list[str]:
+    """An override file's statements: each ends with `;` at the end of a line, except inside a
+    `$$ … $$` function body (whose own statements end the same way)."""
+    statements, current, in_body = [], [], False
+    for line in text.splitlines():
+        current.append(line)
+        in_body ^= line.count("$$") % 2 == 1
+        if not in_body and re.search(r";\s*$", line):
+            statements.append("\n".join(current).strip().rstrip(";").strip())
+            current = []
+    statements.append("\n".join(current).strip())
+    return [s for s in statements if _has_sql(s)]
 
 
 def _has_sql(text: str) -> bool:

@@ -17,7 +17,7 @@ from typing import Any
 
 import uvicorn
 
-from warehouse_batch.definitions import DuckDBDefiners, Policy
+from warehouse_batch.definitions import Policy, definers_for
 from warehouse_batch.errors import ConfigError
 from warehouse_batch.runner import Runner
 from warehouse_batch.worker.http import create_app
@@ -29,10 +29,7 @@ def serve(runner: Runner, *, host: str, port: int, policy: Policy, timing: Timin
     """Run the worker until SIGTERM/SIGINT. Prints `listening on http://HOST:PORT` once it serves."""
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per provider call would bury the worker's own
-    if runner.warehouse.dialect != "duckdb":
-        raise ConfigError("the worker runs on DuckDB warehouses for now; PostgreSQL support comes with its own "
-                          "definer rules (current_user, SET ROLE)")
-    worker = Worker(runner, DuckDBDefiners(policy, default_definer), policy, timing)
+    worker = Worker(runner, definers_for(runner.warehouse, policy, default_definer), policy, timing)
     loop_thread = threading.current_thread()
     app = create_app(worker, location=runner.warehouse.location, webhook_secret=webhook_secret,
                      loop_alive=loop_thread.is_alive)

@@ -179,7 +179,7 @@ class Worker:
                                "choose another name for the definition")
             self.definers.check(d, job)
         except JobError as exc:
-            defs.record(self.warehouse, d.name, defs.REFUSED, str(exc), ran_version=d.version)
+            defs.record(self.warehouse, d.name, defs.REFUSED, str(exc), ran=d)
             log.info("job %s v%s refused: %s", d.name, d.version, exc)
             return False
         self.runner.guard = defs.budget_guard(self.warehouse, self.policy, d.defined_by)
@@ -189,18 +189,18 @@ class Worker:
         except StoppedError:  # SIGTERM during the run: what it recorded resumes on the next start
             raise
         except JobError as exc:  # bad rows, a budget, a limit: nothing was recorded or sent
-            defs.record(self.warehouse, d.name, defs.REFUSED, str(exc), ran_version=d.version)
+            defs.record(self.warehouse, d.name, defs.REFUSED, str(exc), ran=d)
             log.info("job %s v%s refused: %s", d.name, d.version, exc)
             return False
         except WarehouseBatchError as exc:
             # Transient (the provider is down): the rows and shards are recorded; polling sends them later.
             state = defs.RUNNING if exc.transient else defs.FAILED
-            defs.record(self.warehouse, d.name, state, str(exc), ran_version=d.version, started=True)
+            defs.record(self.warehouse, d.name, state, str(exc), ran=d, started=True)
             self.stats.provider_errors += 1
             return exc.transient
         finally:
             self.runner.guard = None
-        defs.record(self.warehouse, d.name, defs.RUNNING, None, ran_version=d.version, started=True)
+        defs.record(self.warehouse, d.name, defs.RUNNING, None, ran=d, started=True)
         log.info("job %s v%s started", d.name, d.version)
         return True
 
