@@ -202,6 +202,17 @@ def test_sample_sends_exactly_n_then_the_full_run_sends_the_rest(warehouse: Ware
     received = warehouse.counters()["custom_ids_received"]
     assert len(received) == 60 and set(received.values()) == {1}
     assert warehouse.sql("SELECT status, count(*) FROM sixty GROUP BY ALL") == [("completed", 60)]
+    # The report's estimate-vs-actual (per job, over its own runs' results only) is the view's.
+    [status] = warehouse.cli_json("status", "sixty")
+    view = warehouse.rows("SELECT * EXCLUDE (job_name) FROM warehouse_batch.estimate_vs_actual "
+                          "WHERE job_name = 'sixty' ORDER BY started_at DESC")
+    assert len(status["estimates"]) == len(view) == 2
+    for reported, expected in zip(status["estimates"], view):
+        assert reported.keys() == expected.keys()
+        exact = ("run_id", "sample_size", "requests_sent", "requests_answered", "complete", "input_tokens",
+                 "output_tokens", "est_input_tokens")
+        assert {k: reported[k] for k in exact} == {k: expected[k] for k in exact}
+        assert reported["cost_usd"] == pytest.approx(expected["cost_usd"]) and reported["cost_usd"] > 0
 
 
 def test_sample_is_seeded_and_says_it_was_a_sample(warehouse: Warehouse, tmp_path: Path) -> None:

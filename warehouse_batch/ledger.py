@@ -244,9 +244,7 @@ class Ledger:
 
     def estimate_vs_actual(self, job_name: str, limit: int = 3) -> list[dict[str, Any]]:
         """The job's latest runs: what each one's plan estimated beside what its requests cost."""
-        return self.warehouse.rows(
-            f"SELECT * EXCLUDE (job_name) FROM {SCHEMA}.estimate_vs_actual WHERE job_name = ? "
-            f"ORDER BY started_at DESC LIMIT {int(limit)}", [job_name])
+        return self.warehouse.rows(read_sql("ledger/estimate_vs_actual.sql"), {"job": job_name, "limit": int(limit)})
 
     def run_actuals(self, run_id: str) -> list[dict[str, Any]]:
         """Per model: requests the run sent, how many have a result, their usage and cost."""
