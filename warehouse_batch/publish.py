@@ -86,11 +86,9 @@ def publish(warehouse: Warehouse, ledger: Ledger, job: Job) -> str:
     with warehouse.transaction():
         ledger.remember_answers(job.name)
         # One thread: the statement's chain of hash joins over a million rows ran out of the default
-        # 256 MB limit now and then with two threads (each keeps its own partitions in memory), and
-        # never with one, which was not slower (benchmarks/RESULTS.md, 2026-12-03).
-        threads = int(warehouse.scalar("SELECT current_setting('threads')"))
-        warehouse.execute("SET threads = 1")
-        try:
+        # 256 MB limit now and then with two threads, never with one, which was not slower
+        # (benchmarks/RESULTS.md, 2026-12-03).
+        with warehouse.single_threaded():
             warehouse.execute(
                 read_sql("duckdb/publish.sql").format(
                     target=target, rows=rows, carried=carried, parse=answer.parse, answer_error=answer.error,
@@ -98,8 +96,6 @@ def publish(warehouse: Warehouse, ledger: Ledger, job: Job) -> str:
                     keep_stale="true" if job.keep_stale_answers else "false",
                 )
             )
-        finally:
-            warehouse.execute(f"SET threads = {threads}")
         ledger.record_published(job.name, target, fingerprint)
     return job.target_table
 

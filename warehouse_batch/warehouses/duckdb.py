@@ -186,6 +186,22 @@ class DuckDBWarehouse:
             raise
         self.con.commit()
 
+    @contextlib.contextmanager
+    def single_threaded(self) -> Iterator[None]:
+        """Run what is inside on one DuckDB thread (a long chain of hash joins then fits the memory
+        limit: each thread keeps its own partitions). A connection the tool was handed keeps its
+        settings: dbt-duckdb runs us inside a query of that connection, and changing `threads`
+        under a running query aborts DuckDB."""
+        if not self._owned:
+            yield
+            return
+        threads = int(self.scalar("SELECT current_setting('threads')"))
+        self.con.execute("SET threads = 1")
+        try:
+            yield
+        finally:
+            self.con.execute(f"SET threads = {threads}")
+
     # -- the user's query --------------------------------------------------------------------
     def describe_query(self, query: str) -> dict[str, str]:
         cur = self.execute(f"DESCRIBE SELECT * FROM (\n{query}\n) AS q")

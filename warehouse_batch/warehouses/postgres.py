@@ -256,6 +256,9 @@ class PostgresWarehouse:
             with self.transaction():
                 pass
 
+    def single_threaded(self) -> contextlib.AbstractContextManager[None]:
+        return self._engine.single_threaded()
+
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
         """All or nothing, in the engine and in Postgres: the changes reach Postgres (one transaction)
