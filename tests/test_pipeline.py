@@ -152,3 +152,27 @@ def test_answers_that_fail_on_their_own_count_as_failed_everywhere(warehouse: Wa
     assert warehouse.sql("SELECT custom_id, error_code FROM typed WHERE status = 'failed'") == [(2, "refusal")]
     assert warehouse.sql("SELECT completed, failed, pending FROM warehouse_batch.job_status") == [(2, 1, 0)]
     assert warehouse.sql("SELECT count(*) FROM typed WHERE cost_usd > 0 AND attempts = 1") == [(3,)]
+
+
+def test_a_table_written_in_parts_equals_one_written_whole(warehouse: Warehouse, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """publish writes large jobs in parts (ranges of request hashes, bounded memory); the parts
+    together are exactly the table one statement writes: every row once, same answers, same types."""
+    from warehouse_batch import publish
+
+    warehouse.sql("CREATE TABLE mix AS SELECT i AS id, CASE i % 9 WHEN 0 THEN 'x [[emulator:refusal]]' "
+                  "WHEN 4 THEN 'y [[emulator:error_400]]' ELSE 'question ' || i END AS txt FROM range(60) t(i)")
+    header = {"model": "gpt-4o-mini", "output_schema": "label VARCHAR, score DOUBLE"}
+    query = "SELECT id AS custom_id, txt AS prompt FROM mix"
+    whole = write_job(tmp_path / "whole.sql", {"name": "whole", **header}, query)
+    warehouse.cli("run", str(whole), "--wait", "--poll-interval", "0.05", expect=5)
+    monkeypatch.setattr(publish, "PART_ROWS", 7)  # 60 rows: nine parts
+    parts = write_job(tmp_path / "parts.sql", {"name": "parts", **header}, query)
+    warehouse.cli("run", str(parts), "--wait", "--poll-interval", "0.05", expect=5)  # answers from the cache
+
+    columns = "* EXCLUDE (published_at)"
+    assert warehouse.sql("SELECT count(*), count(DISTINCT custom_id) FROM parts") == [(60, 60)]
+    assert warehouse.sql(f"SELECT {columns} FROM whole EXCEPT ALL SELECT {columns} FROM parts") == []
+    assert warehouse.sql(f"SELECT {columns} FROM parts EXCEPT ALL SELECT {columns} FROM whole") == []
+    assert warehouse.sql("DESCRIBE whole") == warehouse.sql("DESCRIBE parts")
+    assert {s for (s,) in warehouse.sql("SELECT DISTINCT status FROM parts")} == {"completed", "failed"}

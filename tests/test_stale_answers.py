@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Warehouse, write_job
+from warehouse_batch import publish
 from warehouse_batch.emulator import Emulator, EmulatorConfig
 
 
@@ -23,7 +24,11 @@ def frozen(db: Path, monkeypatch: pytest.MonkeyPatch):
         yield Warehouse(db, emu)
 
 
-def test_keep_stale_answers_shows_the_old_answer_until_the_new_one_arrives(frozen: Warehouse, tmp_path: Path) -> None:
+@pytest.mark.parametrize("part_rows", [1_000_000, 2], ids=["one part", "parts of two rows"])
+def test_keep_stale_answers_shows_the_old_answer_until_the_new_one_arrives(
+        frozen: Warehouse, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, part_rows: int) -> None:
+    # With parts of two rows the table is written by several statements plus one for the stale rows.
+    monkeypatch.setattr(publish, "PART_ROWS", part_rows)
     warehouse = frozen
     warehouse.sql("CREATE TABLE questions AS SELECT i AS id, 'question ' || i AS question FROM range(6) t(i)")
     keep, blank = _job(tmp_path, "keep", keep_stale_answers=True), _job(tmp_path, "blank")

@@ -17,10 +17,16 @@ from warehouse_batch import answers
 from warehouse_batch.errors import JobError
 from warehouse_batch.jobs import Job
 from warehouse_batch.ledger import Ledger
-from warehouse_batch.names import INTERNAL_PREFIX, SCHEMA, rows_table
+from warehouse_batch.names import INTERNAL_PREFIX, SCHEMA, rows_table, temp_table
 from warehouse_batch.quoting import quote_ident, quote_table, split_table, sql_literal
 from warehouse_batch.sqlfiles import read_sql
 from warehouse_batch.warehouses.base import Warehouse
+
+#: Rows per publish statement: the output table is written in parts of about this many rows (in one
+#: transaction), so the joins of each part hold what one million rows need (they fit the default
+#: memory limit, spilling) whatever the job's size. Each part scans the metadata tables once, so
+#: smaller parts cost more scans; 1M was measured to pass at 256 MB on one thread.
+PART_ROWS = 1_000_000
 
 #: The library's own copy of a dbt model's output lives in the metadata schema under this suffix.
 LIBRARY_TABLE_SUFFIX = "__output"
@@ -83,21 +89,52 @@ def publish(warehouse: Warehouse, ledger: Ledger, job: Job) -> str:
     schema, _ = split_table(job.target_table)
     if "." in job.target_table:
         warehouse.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
-    with warehouse.transaction():
+    fields = dict(rows=rows, carried=carried, parse=answer.parse, answer_error=answer.error,
+                  answer_message=answer.message, typed=typed, job=sql_literal(job.name))
+    sql = read_sql("duckdb/publish.sql")
+    total = int(warehouse.scalar(f"SELECT count(*) FROM {rows}"))
+    with warehouse.transaction(), temp_table(warehouse, "__wb_stale") as stale:
         ledger.remember_answers(job.name)
-        # One thread: the statement's chain of hash joins over a million rows ran out of the default
-        # 256 MB limit now and then with two threads, never with one, which was not slower
+        parts = _parts(warehouse, job, rows, stale.name, total)
+        # One thread: with two, each keeps its own hash-join partitions and a million-row part ran
+        # out of the default 256 MB now and then; with one it spills and passes, at less CPU in all
         # (benchmarks/RESULTS.md, 2026-12-03).
         with warehouse.single_threaded():
-            warehouse.execute(
-                read_sql("duckdb/publish.sql").format(
-                    target=target, rows=rows, carried=carried, parse=answer.parse, answer_error=answer.error,
-                    answer_message=answer.message, typed=typed, job=sql_literal(job.name),
-                    keep_stale="true" if job.keep_stale_answers else "false",
-                )
-            )
+            for k, part in enumerate(parts):
+                into = f"CREATE OR REPLACE TABLE {target} AS" if k == 0 else f"INSERT INTO {target}"
+                warehouse.execute(sql.format(into=into, **part, **fields))
         ledger.record_published(job.name, target, fingerprint)
     return job.target_table
+
+
+def _parts(warehouse: Warehouse, job: Job, rows: str, stale: str, total: int) -> list[dict[str, str]]:
+    """What each statement of publish.sql writes: the rows whose request hash (hex) falls in one of
+    ceil(total / PART_ROWS) equal ranges, then the rows that show a stale answer (their answer is
+    another request's, outside their range)."""
+    n_stale = 0
+    if job.keep_stale_answers:
+        warehouse.execute(read_sql("duckdb/publish_stale.sql").format(stale=stale, rows=rows, job=sql_literal(job.name)))
+        n_stale = int(warehouse.scalar(f"SELECT count(*) FROM {stale}"))
+    not_stale = f" AND q.__wb_cid NOT IN (SELECT __wb_cid FROM {stale})" if n_stale else ""
+    count = max(1, -(-total // PART_ROWS))
+    bounds = [sql_literal(f"{k * 0x10000 // count:04x}") for k in range(1, count)]
+    parts = []
+    for k in range(count):
+        lo = f"request_hash >= {bounds[k - 1]}" if k > 0 else None
+        hi = f"request_hash < {bounds[k]}" if k < count - 1 else None
+        in_part = " AND ".join(c for c in (lo, hi) if c) or "true"
+        rows_in_part = in_part.replace("request_hash", "q.__wb_request_hash") + not_stale
+        parts.append({
+            "keyed": f"SELECT q.__wb_cid, q.__wb_request_hash AS __wb_answer_hash FROM {rows} AS q WHERE {rows_in_part}",
+            "in_part": in_part, "rows_in_part": rows_in_part,
+        })
+    if n_stale:
+        parts.append({
+            "keyed": f"SELECT __wb_cid, __wb_answer_hash FROM {stale}",
+            "in_part": f"request_hash IN (SELECT __wb_answer_hash FROM {stale})",
+            "rows_in_part": f"q.__wb_cid IN (SELECT __wb_cid FROM {stale})",
+        })
+    return parts
 
 
 def _fingerprint(warehouse: Warehouse, ledger: Ledger, job: Job, rows: str) -> str:

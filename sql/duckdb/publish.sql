@@ -1,43 +1,32 @@
 -- (Re)build a job's output table: each row of its query joined to its result, one status per row.
--- Placeholders, filled by results.publish from answers.answer_sql: target (quoted table), rows (the
--- job's rows table), carried (the query's columns), parse (the answer read once: from_json_strict
--- behind json_valid and TRY, or NULL), answer_error / answer_message (why a completed answer is
--- still a failure; NULL when good), typed (the answer's typed columns, each `expr AS name,`), job
--- (the job's name, a literal), keep_stale (true: a row whose changed request is still unanswered
--- shows its last completed answer, is_stale, from warehouse_batch.answered_rows).
+-- The table is written in parts (publish.py), each one statement in the same transaction: the
+-- rows whose request hash falls in one range of hashes, then the rows that show a stale answer
+-- (few). Every table below is filtered to the part's hashes before it is joined, so each hash join
+-- holds one part and memory does not grow with the job; the metadata joins run over narrow rows
+-- (keys and answers) and meet the query's own columns once, at the end.
+-- Placeholders, filled by publish.py from answers.answer_sql: into (`CREATE OR REPLACE TABLE t AS`
+-- for the first part, `INSERT INTO t` for the others), rows (the job's rows table), stale (the temp
+-- table of rows that show a stale answer: __wb_cid, __wb_answer_hash), keyed (the part's rows:
+-- __wb_cid, __wb_answer_hash, the request whose answer each shows), in_part (a predicate over a
+-- column `request_hash`: the part's answer hashes), rows_in_part (a predicate over q, the rows table,
+-- selecting the part's rows), carried (the query's columns), parse (the answer read once:
+-- from_json_strict behind json_valid and TRY, or NULL), answer_error / answer_message (why a
+-- completed answer is still a failure; NULL when good), typed (the answer's typed columns, each
+-- `expr AS name,`), job (the job's name, a literal).
 -- A failed answer keeps its raw content, gets NULL typed columns, and never fails the statement.
--- One pass of hash joins, no window over the rows: the cost is priced here from the few distinct
--- models (as warehouse_batch.result_costs does, longest price-list prefix) rather than through that
--- view, which ranks prices per request.
-CREATE OR REPLACE TABLE {target} AS
-WITH model_prices AS (
+-- Cost is priced from the few distinct models (longest price-list prefix, as
+-- warehouse_batch.result_costs does) rather than through that view, which ranks prices per request.
+{into}
+WITH keyed AS (
+    {keyed}
+), model_prices AS (
     SELECT m.model, p.input_per_1m, p.cached_input_per_1m, p.output_per_1m, p.batch_discount
     FROM (SELECT DISTINCT model FROM warehouse_batch.requests) AS m
     JOIN warehouse_batch.prices AS p ON starts_with(m.model, p.model)
     QUALIFY row_number() OVER (PARTITION BY m.model ORDER BY length(p.model) DESC) = 1
-), stale AS (
-    -- Rows whose request changed and has no answer yet but whose last published answer is there
-    -- (keep_stale): they show that answer, stale. Few rows, so a small table for the join below;
-    -- the checks run here rather than as more joins of results in the main pass, which holds
-    -- every join's table in memory at once.
-    SELECT q.__wb_cid, a.request_hash
-    FROM {rows} AS q
-    JOIN warehouse_batch.answered_rows AS a ON a.job_name = {job} AND a.custom_id = q.__wb_cid
-    WHERE {keep_stale} AND a.request_hash <> q.__wb_request_hash
-      AND NOT EXISTS (SELECT 1 FROM warehouse_batch.results AS cur WHERE cur.request_hash = q.__wb_request_hash)
-      AND EXISTS (SELECT 1 FROM warehouse_batch.results AS prev
-                  WHERE prev.request_hash = a.request_hash AND prev.status = 'completed')
-), keyed AS (
-    -- Which request's answer each row shows: its current request's, or (stale) the last one answered.
-    SELECT q.*,
-           coalesce(s.request_hash, q.__wb_request_hash) AS __wb_answer_hash,
-           a.request_hash AS __wb_answered_hash,
-           a.published_at AS __wb_published_at
-    FROM {rows} AS q
-    LEFT JOIN warehouse_batch.answered_rows AS a ON a.job_name = {job} AND a.custom_id = q.__wb_cid
-    LEFT JOIN stale AS s ON s.__wb_cid = q.__wb_cid
-), joined AS (
-    SELECT q.*,
+), answers AS (
+    SELECT k.__wb_cid AS __wb_key,
+           k.__wb_answer_hash,
            res.status AS __wb_status,
            res.content AS __wb_content,
            res.finish_reason AS __wb_finish_reason,
@@ -55,13 +44,26 @@ WITH model_prices AS (
                 + coalesce(res.cached_tokens, 0) * mp.cached_input_per_1m
                 + coalesce(res.output_tokens, 0) * mp.output_per_1m) * mp.batch_discount / 1e6
            END AS __wb_cost_usd,
-           ra.attempts AS __wb_attempts
-    FROM keyed AS q
-    LEFT JOIN warehouse_batch.results AS res ON res.request_hash = q.__wb_answer_hash
-    LEFT JOIN warehouse_batch.requests AS req ON req.request_hash = q.__wb_answer_hash
-    LEFT JOIN warehouse_batch.request_attempts AS ra ON ra.request_hash = q.__wb_answer_hash
+           ra.attempts AS __wb_attempts,
+           -- published_at: when this row's answer was first published (remember_answers).
+           pub.published_at AS __wb_published_at
+    FROM keyed AS k
+    LEFT JOIN (SELECT * FROM warehouse_batch.results WHERE {in_part}) AS res
+           ON res.request_hash = k.__wb_answer_hash
+    LEFT JOIN (SELECT request_hash, model FROM warehouse_batch.requests WHERE {in_part}) AS req
+           ON req.request_hash = k.__wb_answer_hash
+    LEFT JOIN (SELECT request_hash, shard_id, attempts FROM warehouse_batch.request_attempts WHERE {in_part}) AS ra
+           ON ra.request_hash = k.__wb_answer_hash
     LEFT JOIN warehouse_batch.batches AS b ON b.shard_id = ra.shard_id
     LEFT JOIN model_prices AS mp ON mp.model = req.model
+    LEFT JOIN (SELECT custom_id, request_hash, published_at FROM warehouse_batch.answered_rows
+               WHERE job_name = {job} AND {in_part}) AS pub
+           ON pub.custom_id = k.__wb_cid AND pub.request_hash = k.__wb_answer_hash
+), joined AS (
+    SELECT q.*, a.* EXCLUDE (__wb_key)
+    FROM {rows} AS q
+    JOIN answers AS a ON a.__wb_key = q.__wb_cid
+    WHERE {rows_in_part}
 ), parsed AS (
     SELECT *, {parse} AS __wb_parsed FROM joined
 ), judged AS (
@@ -87,6 +89,5 @@ SELECT {carried},
        CASE WHEN __wb_status = 'completed' AND __wb_answer_error IS NULL THEN __wb_completed_at END AS completed_at,
        __wb_answer_hash <> __wb_request_hash AS is_stale,
        CASE WHEN __wb_status IS NOT NULL THEN __wb_answer_hash END AS answer_request_hash,
-       CASE WHEN __wb_status = 'completed' AND __wb_answer_error IS NULL AND __wb_answered_hash = __wb_answer_hash
-            THEN __wb_published_at END AS published_at
+       CASE WHEN __wb_status = 'completed' AND __wb_answer_error IS NULL THEN __wb_published_at END AS published_at
 FROM judged;
