@@ -361,9 +361,11 @@ def print_steps(m: Measured, title: str) -> None:
     steps = m.median_steps()
     if steps:
         calls = m.runs[-1].get("step_calls", {})
+        peaks = m.runs[-1].get("step_rss_mb", {})
         print_table(f"{title}: time inside library functions (median s; indented = part of the line above)",
-                    ["function", "calls", "seconds", "share of total"],
-                    [[n, str(calls.get(n, "")), f"{s:.2f}", f"{s / m.median:.0%}"] for n, s in steps.items()])
+                    ["function", "calls", "seconds", "share of total", "peak RSS MB (last run)"],
+                    [[n, str(calls.get(n, "")), f"{s:.2f}", f"{s / m.median:.0%}",
+                      f"{peaks[n]:,.0f}" if n in peaks else ""] for n, s in steps.items()])
     marks = m.median_marks()
     if marks:
         rows, last = [], 0.0

@@ -9,8 +9,14 @@ Approaches, each run in a fresh process (time = the core operation only):
 * warehouse_batch — the library's own run path up to shard files on disk, without a provider:
   `compile.compile_job` → `Ledger.begin_run` → `Runner._shard` (plan + write + record), into a fresh
   warehouse file that ATTACHes the source read-only.
+  It opens the warehouse itself, as the CLI does, so it runs at the library's defaults (DuckDB
+  `memory_limit = DEFAULT_MEMORY_LIMIT`, spilling to the work dir) unless --memory-limit is given.
 * (a) DuckDB COPY — the same lines built by one SQL concat template and written by the CSV writer as
   raw lines (performance.md's fastest writer): no hashing, no sharding, no metadata. The limit.
+* (a0) the floor of any design that keeps the rows in the warehouse: (a) plus writing the query's
+  rows with their sha256 request hash once as a table of a warehouse file (what a re-run and the
+  output table join on), at the library's default memory limit. The library cannot beat this
+  without giving up a guarantee.
 * (a2) DuckDB struct `COPY … (FORMAT json)` with `preserve_insertion_order=false` (low-memory form).
 * (b) Python: `fetchmany(10000)` + dict + stdlib `json.dumps` per row.
 * (c) openbatch `BatchCollector().chat.completions.create` per row, when installed.
@@ -34,6 +40,7 @@ import _harness as h  # noqa: E402
 APPROACHES = [
     h.Approach("wb", "warehouse_batch (compile → persist → shard)"),
     h.Approach("copy_concat", "(a) DuckDB concat template + raw-lines COPY"),
+    h.Approach("floor", "(a0) (a) + the rows with their sha256 stored once"),
     h.Approach("copy_struct", "(a2) DuckDB struct COPY (FORMAT json), unordered"),
     h.Approach("python_json", "(b) Python fetchmany + json.dumps"),
     h.Approach("openbatch", "(c) openbatch BatchCollector per row"),
@@ -82,8 +89,10 @@ def child(args) -> None:
         from warehouse_batch.runner import Runner
         from warehouse_batch.warehouses import DuckDBWarehouse as Store
 
-        con = _connect(str(run_dir / "warehouse.duckdb"), args, src)
-        store = Store(con, work_dir=run_dir / "work", memory_limit=args.memory_limit, threads=args.threads)
+        # Opened by path, as the CLI does: the library's own settings, not DuckDB's defaults.
+        store = Store(run_dir / "warehouse.duckdb", work_dir=run_dir / "work", memory_limit=args.memory_limit,
+                      threads=args.threads)
+        store.execute(f"ATTACH '{src}' AS src (READ_ONLY)")
         runner = Runner(store, submit=False)  # shards are written and recorded, never sent
         job = _data.make_job(schema_mode=payload["schema_mode"])
         steps.wrap(compiler, "compile_job", "compile_job (query → stage, bodies, sha256, validation)")
@@ -112,6 +121,21 @@ def child(args) -> None:
         t0 = time.perf_counter()
         con.execute(f"COPY (SELECT {_data.request_line_sql(template)} AS line FROM src.reviews) "
                      f"TO '{out}' (FORMAT csv, HEADER false, QUOTE '', ESCAPE '')")
+        seconds = time.perf_counter() - t0
+    elif key == "floor":
+        from warehouse_batch.warehouses.duckdb import DEFAULT_MEMORY_LIMIT
+
+        con.close()
+        con = _connect(str(run_dir / "floor.duckdb"), args, src)
+        if not args.memory_limit:
+            con.execute(f"SET memory_limit = '{DEFAULT_MEMORY_LIMIT}'")
+        con.execute("SET preserve_insertion_order = false")
+        line = _data.request_line_sql(template)
+        t0 = time.perf_counter()
+        con.execute(f"COPY (SELECT {line} AS line FROM src.reviews) "
+                    f"TO '{out}' (FORMAT csv, HEADER false, QUOTE '', ESCAPE '')")
+        con.execute(f"CREATE TABLE job_rows AS SELECT *, sha256({line}) AS request_hash FROM src.reviews")
+        con.execute("CHECKPOINT")
         seconds = time.perf_counter() - t0
     elif key == "copy_struct":
         # Same body through a STRUCT: model + messages as DuckDB values, the remaining keys as raw JSON.

@@ -190,7 +190,12 @@ class Ledger:
                 return
             self.warehouse.execute(f"DROP TABLE IF EXISTS {rows}")
             self.warehouse.execute(f"ALTER TABLE {stage} RENAME TO {quote_ident(rows_table_name(job.name))}")
-            for statement in _statements(read_sql("ledger/persist_rows.sql").format(rows=rows)):
+            # Every row asking for a request of its own (the usual case): no aggregate picks one row per request.
+            distinct = counts["rows"] == counts["requests"]
+            persist = read_sql("ledger/persist_rows.sql").format(
+                rows=rows, any="" if distinct else "any_value",
+                group_by="" if distinct else "GROUP BY __wb_request_hash")
+            for statement in _statements(persist):
                 self.warehouse.execute(statement, {"job": job.name, "endpoint": job.endpoint}
                                        if "$endpoint" in statement else {"job": job.name})
 

@@ -198,7 +198,7 @@ class Runner:
             self._check_token_budget(stage)
             if counts.to_submit and self.submit_enabled:
                 self.provider_named(job.provider)  # a missing key or bad URL is reported before any shard is written
-            fingerprint = stage.fingerprint or compiler.rows_fingerprint(
+            fingerprint = stage.fingerprint or stage.digest or compiler.rows_fingerprint(
                 self.warehouse, job, stage.columns, f"{stage.table} AS q", None if job.cache else run_id)
             self.ledger.begin_run(job, run_id, stage.table, counts.__dict__, fingerprint=fingerprint,
                                   reuse_rows=stage.reused)

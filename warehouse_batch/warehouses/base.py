@@ -46,8 +46,9 @@ class Warehouse(Protocol):
     def one(self, sql: str, params: Params = None) -> tuple | None: ...
     def scalar(self, sql: str, params: Params = None) -> Any: ...
     def transaction(self) -> AbstractContextManager[None]: ...
-    def single_threaded(self) -> AbstractContextManager[None]:
-        """One engine thread for what is inside (memory-bound statements)."""
+    def single_threaded(self, memory_share: float = 1.0) -> AbstractContextManager[None]:
+        """One engine thread for what is inside (memory-bound statements), and with memory_share < 1
+        only that part of the engine's memory limit (the rest is for Python beside a stream)."""
 
     # -- the user's query --------------------------------------------------------------------
     def describe_query(self, query: str) -> dict[str, str]:

@@ -187,20 +187,32 @@ class DuckDBWarehouse:
         self.con.commit()
 
     @contextlib.contextmanager
-    def single_threaded(self) -> Iterator[None]:
+    def single_threaded(self, memory_share: float = 1.0) -> Iterator[None]:
         """Run what is inside on one DuckDB thread (a long chain of hash joins then fits the memory
         limit: each thread keeps its own partitions). A connection the tool was handed keeps its
         settings: dbt-duckdb runs us inside a query of that connection, and changing `threads`
-        under a running query aborts DuckDB."""
+        under a running query aborts DuckDB.
+
+        memory_share < 1: DuckDB also gets only that part of its memory limit, leaving the rest to
+        what Python holds beside a streaming result (Arrow batches, open files)."""
         if not self._owned:
             yield
             return
         threads = int(self.scalar("SELECT current_setting('threads')"))
+        limit = str(self.scalar("SELECT current_setting('memory_limit')"))
+        limit_bytes = _size_bytes(limit) if memory_share < 1 else None
         self.con.execute("SET threads = 1")
+        if limit_bytes:
+            try:
+                self.con.execute(f"SET memory_limit = '{int(limit_bytes * memory_share) >> 10}KiB'")
+            except duckdb.Error:  # more than that is pinned right now (an in-memory database): keep it
+                limit_bytes = None
         try:
             yield
         finally:
             self.con.execute(f"SET threads = {threads}")
+            if limit_bytes:  # as it was given (DuckDB shows it rounded: setting that back would drift)
+                self.con.execute(f"SET memory_limit = {sql_literal(self._memory_limit or limit)}")
 
     # -- the user's query --------------------------------------------------------------------
     def describe_query(self, query: str) -> dict[str, str]:
@@ -280,3 +292,17 @@ def _open_failure(path: str, detail: str) -> str:
         f"cannot open the warehouse {path}: {first}. Is it a DuckDB database written by a compatible DuckDB "
         "version? Check --db (or $WAREHOUSE_BATCH_DB)"
     )
+
+
+_UNITS = {"bytes": 1, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40}
+
+
+def _size_bytes(setting: str) -> float | None:
+    """Bytes of a size as DuckDB shows a setting ('244.1 MiB'); None for anything else."""
+    parts = setting.split()
+    if len(parts) != 2 or parts[1].lower() not in _UNITS:
+        return None
+    try:
+        return float(parts[0]) * _UNITS[parts[1].lower()]
+    except ValueError:
+        return None

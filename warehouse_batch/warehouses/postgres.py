@@ -256,8 +256,8 @@ class PostgresWarehouse:
             with self.transaction():
                 pass
 
-    def single_threaded(self) -> contextlib.AbstractContextManager[None]:
-        return self._engine.single_threaded()
+    def single_threaded(self, memory_share: float = 1.0) -> contextlib.AbstractContextManager[None]:
+        return self._engine.single_threaded(memory_share)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:

@@ -1,0 +1,38 @@
+"""A step may narrow DuckDB for itself (the shard writer: one thread, part of the memory limit);
+the warehouse's own settings must come back exactly as the user gave them, however often it runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from warehouse_batch.warehouses import DuckDBWarehouse
+
+
+def _settings(warehouse: DuckDBWarehouse) -> tuple[str, str]:
+    return (warehouse.scalar("SELECT current_setting('memory_limit')"),
+            warehouse.scalar("SELECT current_setting('threads')"))
+
+
+def test_a_narrowed_step_gives_back_threads_and_memory_limit(tmp_path: Path) -> None:
+    warehouse = DuckDBWarehouse(tmp_path / "w.duckdb", memory_limit="300MB", threads=2)
+    try:
+        before = _settings(warehouse)
+        assert before == ("286.1 MiB", 2)
+        for _ in range(3):  # restoring DuckDB's rounded display of the limit would shrink it a little each time
+            with warehouse.single_threaded(memory_share=0.5):
+                assert _settings(warehouse) == ("143.0 MiB", 1)
+            assert _settings(warehouse) == before
+    finally:
+        warehouse.close()
+
+
+def test_a_connection_we_were_handed_keeps_its_settings(tmp_path: Path) -> None:
+    import duckdb
+
+    con = duckdb.connect(str(tmp_path / "theirs.duckdb"))
+    con.execute("SET threads = 2")
+    warehouse = DuckDBWarehouse(con, work_dir=tmp_path / "work")
+    before = _settings(warehouse)
+    with warehouse.single_threaded(memory_share=0.5):
+        assert _settings(warehouse) == before
+    con.close()
