@@ -241,11 +241,11 @@ def main() -> None:
     if failures:
         print("WRONG RESULTS:\n  " + "\n  ".join(failures))
         raise SystemExit(2)
-    if args.plot:
-        plot(Path(args.plot), sizes, table, args.max_rss)
-    if args.json:
+    if args.json:  # before the plot: figures of a long run are never lost to a missing matplotlib
         Path(args.json).write_text(json.dumps({"sizes": sizes, "results": table, "load": os.getloadavg(),
                                                "environment": h.environment()}, indent=2, default=str))
+    if args.plot:
+        plot(Path(args.plot), sizes, table, args.max_rss)  # needs the `bench` extra (matplotlib)
     bound = []
     if table[largest]["emulator_peak_mb"] > args.max_rss:
         bound.append(f"emulator peak {table[largest]['emulator_peak_mb']:.0f} MB at {largest:,} > {args.max_rss:.0f} MB")
