@@ -1,7 +1,8 @@
 """Shared benchmark data: the reviews table, the job over it, and batch output files.
 
 Everything is generated inside DuckDB from a seed (DuckDB's `hash()` of the row number, the seed
-and a salt), so the same `--rows`/`--seed` give the same bytes on every run. The reviews table is
+and a salt), so the same `--rows`/`--seed` give the same rows on every run (row order in the
+table may differ; ids say which is which). The reviews table is
 built once and cached under the cache directory (default `$TMPDIR/warehouse_batch_bench`).
 
 The data imitates the dataset of `shared/reference/performance.md`: `id VARCHAR` (`rev-000000`…),
@@ -75,9 +76,21 @@ def _lit(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+SHORT_WINDOWS, SHORT_WORDS = 1 << 20, 8  # four of these start every text (they make it unique)
+LONG_WINDOWS, LONG_WORDS = 1 << 16, 80  # and one of these fills it up to its length
+DATA_VERSION = 2  # part of the cache file name: bump when the generated rows change
+
+
 def reviews_db(rows: int, *, seed: int = DEFAULT_SEED, directory: str | Path | None = None) -> Path:
-    """A DuckDB file with table `reviews(id, review_text)` of `rows` rows; built once, then cached."""
-    path = cache_dir(str(directory) if directory else None) / f"reviews_{rows}_s{seed}.duckdb"
+    """A DuckDB file with table `reviews(id, review_text)` of `rows` rows; built once, then cached.
+
+    Vectorized: tables of word windows (2^20 of 8 hash-picked words, 2^16 of 80) are built once;
+    each row's text is four short windows and one long one picked by hash (joins: the first ~150
+    characters alone have ≈10^18 combinations, so texts are unique in practice), cut to 200–600
+    characters, with the hazard fragments inserted as before. The table is stored uncompressed
+    (DuckDB's string compression was most of the time). Version 1 picked 130 words per row (~50
+    minutes for 10M rows under load); version 2's rows differ from version 1's at the same seed."""
+    path = cache_dir(str(directory) if directory else None) / f"reviews_{rows}_s{seed}_v{DATA_VERSION}.duckdb"
     if path.exists():
         return path
     tmp = path.with_suffix(".tmp")
@@ -87,8 +100,23 @@ def reviews_db(rows: int, *, seed: int = DEFAULT_SEED, directory: str | Path | N
     fragments = " || ".join(
         f"CASE WHEN hash(i, {salt}, {seed}) % 1000 < {pm} THEN {_lit(frag)} ELSE '' END" for salt, pm, frag in _HAZARDS
     )
+
+    def windows(name: str, count: int, n_words: int, salt: int) -> str:
+        return f"""CREATE TEMP TABLE {name} AS
+                   SELECT k, array_to_string(list_transform(range({n_words}),
+                              lambda j: {words}[1 + CAST(hash(k * 128 + j, {seed}, {salt}) % {len(_WORDS)} AS INTEGER)]), ' ') AS t
+                   FROM range({count}) AS r(k)"""
+
+    # hash(i, n, seed) for n = 1, 2, … differ by a constant in their low bits (DuckDB combines the
+    # arguments' hashes), which would tie the picks together: hash one distinct value per pick.
+    picks = " ".join(f"JOIN short_windows AS w{n} ON w{n}.k = hash(i * 4 + {n}, {seed}) % {SHORT_WINDOWS}"
+                     for n in range(4))
     con = duckdb.connect(str(tmp))
     try:
+        con.execute("SET preserve_insertion_order = false")  # rows are written in any order; ids say which
+        con.execute("SET force_compression = 'uncompressed'")
+        con.execute(windows("short_windows", SHORT_WINDOWS, SHORT_WORDS, 3))
+        con.execute(windows("long_windows", LONG_WINDOWS, LONG_WORDS, 7))
         con.execute(
             f"""
             CREATE TABLE reviews AS
@@ -97,13 +125,13 @@ def reviews_db(rows: int, *, seed: int = DEFAULT_SEED, directory: str | Path | N
                        200 + CAST(hash(i, 1, {seed}) % 401 AS INTEGER) AS target_len,
                        20 + CAST(hash(i, 2, {seed}) % 100 AS INTEGER) AS pos,
                        {fragments} AS frag,
-                       array_to_string(list_transform(range(130),
-                           lambda j: {words}[1 + CAST(hash(i, j, {seed}, 3) % {len(_WORDS)} AS INTEGER)]), ' ') AS body
-                FROM range({int(rows)}) AS t(i)
+                       w0.t || ' ' || w1.t || ' ' || w2.t || ' ' || w3.t || ' ' || wl.t AS body
+                FROM range({int(rows)}) AS r(i) {picks}
+                JOIN long_windows AS wl ON wl.k = hash(i * 4 + 3, {seed}, 6) % {LONG_WINDOWS}
             )
             SELECT 'rev-' || lpad(CAST(i AS VARCHAR), {width}, '0') AS id,
                    left(left(body, pos) || frag || substr(body, pos + 1), target_len) AS review_text
-            FROM base ORDER BY i
+            FROM base
             """
         )
         con.execute("CHECKPOINT")

@@ -103,3 +103,21 @@ def test_rates_are_deterministic_fractions() -> None:
     again = [respond("/v1/chat/completions", {"model": "m", "messages": [{"role": "user", "content": "q"}]}, f"id{i}", cfg)[0]
              for i in range(1000)]
     assert again == [s for s, _ in results]
+
+
+@pytest.mark.parametrize("text", [
+    "Would definitely buy it AGAIN, five stars", "It BROKE after a week. Refunded.", "Don’t recommend: a ſcam",
+    "İsn't great, isn’t bad", "so-so, 3 stars, okay", "looks fine", "Returned it; RETURNE it", "naïve Ωmega über-GOOD",
+])
+def test_sentiment_lexicon_matches_every_cue_case_insensitively(text: str) -> None:
+    # The fast path (cues skipped when their text is absent, lower-cased matching) must score as
+    # running every case-insensitive cue regex over the text does.
+    from warehouse_batch.emulator import responder
+
+    score = {p: sum(w * len(rx.findall(text)) for w, rx, _, _ in cues) for p, cues in responder._CUE_RES.items()}
+    expected = None
+    if any(score.values()):
+        net = score["positive"] - score["negative"]
+        expected = ("neutral" if score["neutral"] >= max(score["positive"], score["negative"])
+                    else "positive" if net > 0 else "negative" if net < 0 else "neutral")
+    assert responder._polarity(text) == expected

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import codecs
 import functools
 import json
 import logging
@@ -12,7 +13,7 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -24,7 +25,8 @@ from .engine import Engine
 from .errors import APIError, envelope
 from .expiry import check_expires_after
 from .faults import Fault
-from .flavors import Flavor, canonical_endpoint, flavor
+from .files import CHUNK, Spool, iter_chunks
+from .flavors import canonical_endpoint, flavor
 from .models import is_supported
 from .responder import respond
 from .validation import EMBEDDINGS, check_embedding_request
@@ -120,8 +122,25 @@ def operation(name: str, key: str) -> Callable[[Handler], Handler]:
     return deco
 
 
+class _FileResponse(StreamingResponse):
+    """A stored file streamed from disk (or memory) in chunks, with its length announced."""
+
+    def __init__(self, handle: Any, size: int) -> None:
+        self.handle = handle
+        super().__init__(iter_chunks(handle), media_type="application/octet-stream",
+                         headers={"content-length": str(size)})
+
+
+def _body(response: Response) -> bytes:
+    """The whole body (faults that damage a download need it: files are small in those tests)."""
+    if isinstance(response, _FileResponse):
+        with response.handle:
+            return bytes(response.handle.read())
+    return bytes(response.body)
+
+
 def _truncated(response: Response) -> Response:
-    body = bytes(response.body)
+    body = _body(response)
     headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
     return Response(body[: len(body) // 2], status_code=response.status_code, headers=headers)
 
@@ -129,7 +148,7 @@ def _truncated(response: Response) -> Response:
 def _corrupted(response: Response) -> Response:
     """The same bytes, line count and final newline, with one line in the middle no longer JSON:
     only parsing the content can tell (a damaged disk or proxy, not a cut connection)."""
-    lines = bytes(response.body).split(b"\n")
+    lines = _body(response).split(b"\n")
     middle = (len(lines) - 1) // 2
     if lines[middle]:
         lines[middle] = b"#" + lines[middle][1:]
@@ -161,71 +180,90 @@ def _int_param(request: Request, name: str, default: int, lo: int, hi: int) -> i
 
 # ------------------------------------------------------------------ files
 
-def _parse_upload(body: bytes, content_type: str, rules: Flavor) -> tuple[str, str, bytes, int | None]:
+async def _receive_upload(request: Request, engine: Engine) -> tuple[str, str, Spool, int | None]:
+    """Read the form as it arrives: the file part into a Spool (memory, then disk), never whole."""
+    rules = flavor(engine.config.flavor)
+    spool = engine.files.spool(limit=MAX_UPLOAD_BYTES)
     try:
-        parts = multipart.parse(body, content_type)
-    except multipart.MultipartError as exc:
-        raise APIError(400, f"Invalid multipart/form-data request: {exc}")
-    fields: dict[str, str] = {}
-    file_part = None
-    for part in parts:
-        if part.filename is not None or part.name == "file":
-            if part.name == "file":
-                file_part = part
-        else:
-            fields[part.name] = part.data.decode("utf-8", "replace")
-    purpose = fields.get("purpose")
-    if not purpose:
-        raise APIError(400, "Missing required parameter: 'purpose'.", param="purpose", code="missing_required_parameter")
-    if purpose not in FILE_PURPOSES:
-        raise APIError(400, f"Invalid value: '{purpose}'. Supported values are: {', '.join(repr(p) for p in FILE_PURPOSES)}.", param="purpose", code="invalid_value")
-    if file_part is None:
-        raise APIError(400, "Missing required parameter: 'file'.", param="file", code="missing_required_parameter")
-    # The SDK flattens nested objects with brackets; Azure docs use dots: accept both.
-    anchor = fields.get("expires_after[anchor]", fields.get("expires_after.anchor"))
-    seconds = fields.get("expires_after[seconds]", fields.get("expires_after.seconds"))
-    expires_after = None
-    if anchor is not None or seconds is not None:
-        expires_after = check_expires_after({"anchor": anchor, "seconds": seconds}, "expires_after", rules)
-    data = file_part.data
-    if len(data) > MAX_UPLOAD_BYTES:
-        raise APIError(400, "File is too large: the maximum size is 512 MB.", param="file")
-    if purpose == "batch" and not _looks_like_jsonl(data):
-        raise APIError(400, "Invalid file format for Batch API. Must be .jsonl", param="file", code="invalid_file_format")
-    return file_part.filename or "upload", purpose, data, expires_after
+        try:
+            form = multipart.FormParser(request.headers.get("content-type", ""), lambda: spool)
+            async for chunk in request.stream():
+                form.feed(chunk)
+            form.finish()
+        except multipart.MultipartError as exc:
+            raise APIError(400, f"Invalid multipart/form-data request: {exc}")
+        spool.close()
+        fields = form.fields
+        purpose = fields.get("purpose")
+        if not purpose:
+            raise APIError(400, "Missing required parameter: 'purpose'.", param="purpose", code="missing_required_parameter")
+        if purpose not in FILE_PURPOSES:
+            raise APIError(400, f"Invalid value: '{purpose}'. Supported values are: {', '.join(repr(p) for p in FILE_PURPOSES)}.", param="purpose", code="invalid_value")
+        if not form.has_file:
+            raise APIError(400, "Missing required parameter: 'file'.", param="file", code="missing_required_parameter")
+        # The SDK flattens nested objects with brackets; Azure docs use dots: accept both.
+        anchor = fields.get("expires_after[anchor]", fields.get("expires_after.anchor"))
+        seconds = fields.get("expires_after[seconds]", fields.get("expires_after.seconds"))
+        expires_after = None
+        if anchor is not None or seconds is not None:
+            expires_after = check_expires_after({"anchor": anchor, "seconds": seconds}, "expires_after", rules)
+        if spool.over_limit:
+            raise APIError(400, "File is too large: the maximum size is 512 MB.", param="file")
+        if purpose == "batch" and not await run_in_threadpool(_looks_like_jsonl, spool):
+            raise APIError(400, "Invalid file format for Batch API. Must be .jsonl", param="file", code="invalid_file_format")
+        return form.filename or "upload", purpose, spool, expires_after
+    except BaseException:
+        spool.discard()
+        raise
 
 
-def _looks_like_jsonl(data: bytes) -> bool:
+def _looks_like_jsonl(spool: Spool) -> bool:
     """Non-empty UTF-8 with at least one JSON-object line among the first few.
 
     Single bad lines are left to batch validation, which reports them with their
     line numbers (invalid_json_line); only files that are not JSONL at all are refused.
     """
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    found = False
     checked = 0
-    for line in text.split("\n"):
-        if not line.strip():
-            continue
-        try:
-            if isinstance(json.loads(line), dict):
-                return True
-        except ValueError:
-            pass
-        checked += 1
-        if checked >= 100:
-            break
-    return False
+    pending = b""  # an unfinished line carried to the next chunk
+    with spool.open() as handle:
+        while True:
+            chunk = handle.read(CHUNK)
+            try:
+                decoder.decode(chunk, final=not chunk)  # the whole file must be UTF-8
+            except UnicodeDecodeError:
+                return False
+            if not chunk:
+                break
+            if found or checked >= 100:
+                continue
+            lines = (pending + chunk).split(b"\n")
+            pending = lines.pop()
+            for line in lines:
+                found, checked = _json_object_line(line, found, checked)
+        if not found and checked < 100:
+            found, checked = _json_object_line(pending, found, checked)
+    return found
+
+
+def _json_object_line(line: bytes, found: bool, checked: int) -> tuple[bool, int]:
+    """(found, checked) after looking at one more line (blank lines do not count)."""
+    if found or checked >= 100 or not line.strip():
+        return found, checked
+    try:
+        if isinstance(json.loads(line), dict):
+            return True, checked
+    except ValueError:
+        pass
+    return False, checked + 1
 
 
 @operation("upload_file", "POST /v1/files")
 async def upload_file(request: Request) -> Response:
-    body = await request.body()
-    filename, purpose, data, expires_after = await run_in_threadpool(
-        _parse_upload, body, request.headers.get("content-type", ""), flavor(_engine(request).config.flavor))
-    obj = await run_in_threadpool(_engine(request).upload, filename, purpose, data, expires_after)
+    engine = _engine(request)
+    filename, purpose, spool, expires_after = await _receive_upload(request, engine)
+    obj = await run_in_threadpool(engine.upload, filename, purpose, spool, expires_after)
     return JSONResponse(obj)
 
 
@@ -251,8 +289,8 @@ async def delete_file(request: Request) -> Response:
 
 @operation("download_file", "GET /v1/files/{file_id}/content")
 async def download_file(request: Request) -> Response:
-    data = await run_in_threadpool(_engine(request).file_content, request.path_params["file_id"])
-    return Response(data, media_type="application/octet-stream")
+    handle, size = await run_in_threadpool(_engine(request).open_file, request.path_params["file_id"])
+    return _FileResponse(handle, size)
 
 
 # ------------------------------------------------------------------ batches

@@ -38,7 +38,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from . import ids
 from .clock import Clock
@@ -48,9 +48,9 @@ from .counters import Counters
 from .errors import APIError, not_found
 from .execution import Prepared, cannot_find, missing_file, prepare
 from .faults import FaultRegistry, picked
-from .files import FileStore
+from .files import FileStore, Spool
 from .flavors import canonical_endpoint, flavor
-from .validation import batch_error, enqueued_tokens
+from .validation import Input, batch_error, enqueued_tokens
 
 TERMINAL = frozenset({"failed", "completed", "expired", "cancelled"})
 BATCH_FILE_TTL = 30 * 86400  # batch input files expire after 30 days by default (§1.1)
@@ -107,8 +107,9 @@ class Engine:
         self.config = config
         self.lock = threading.RLock()
         self._ready = threading.Condition(self.lock)  # notified when the worker installs a prep
-        # Work queue: (generation, record, input bytes or None if missing, config, count counters?)
-        self._queue: deque[tuple[int, BatchRecord, bytes | None, EmulatorConfig, bool]] = deque()
+        # Work queue: (generation, record, input (bytes or a private hard link) or None if missing,
+        # config, count counters?)
+        self._queue: deque[tuple[int, BatchRecord, Input | None, EmulatorConfig, bool]] = deque()
         self._gen = 0  # bumped by reset(); stale work is dropped
         self._busy = 0  # queued + running items of the current generation
         self._worker: threading.Thread | None = None
@@ -172,7 +173,19 @@ class Engine:
             self.counters.reset()
             self.faults.clear()
             self._file_attempts.clear()
+            self.files.close()  # the precomputed results and queued inputs go with it
             self._open_stores()
+
+    def close(self) -> None:
+        """Stop sending webhooks and remove the files only this process needs (its temporary
+        directory without state_dir; state_dir's files stay for the next start)."""
+        self.webhooks.stop()
+        with self.lock:
+            self._gen += 1  # a preparation still running is not installed
+            self._queue.clear()
+            self._busy = 0
+            self._ready.notify_all()
+            self.files.close()
 
     def configure(self, **fields: Any) -> EmulatorConfig:
         with self.lock:
@@ -196,18 +209,23 @@ class Engine:
 
     # ------------------------------------------------------------ files
 
-    def upload(self, filename: str, purpose: str, data: bytes, expires_after: int | None) -> dict[str, Any]:
-        with self.lock:
-            self._tick()
-            now = self.now()
-            if purpose == "batch":
-                self._check_file_cap(expires_after is not None)
-            ttl = expires_after if expires_after is not None else (BATCH_FILE_TTL if purpose == "batch" else None)
-            rec = self.files.add(filename, purpose, data, now, now + ttl if ttl else None,
-                                 explicit_expiry=expires_after is not None)
-            self.counters.add("files_uploaded")
-            self.counters.add("bytes_uploaded", len(data))
-            return rec.to_api()
+    def upload(self, filename: str, purpose: str, data: bytes | Spool, expires_after: int | None) -> dict[str, Any]:
+        """Store an upload (bytes, or a Spool it was received into: the store takes its file over)."""
+        try:
+            with self.lock:
+                self._tick()
+                now = self.now()
+                if purpose == "batch":
+                    self._check_file_cap(expires_after is not None)
+                ttl = expires_after if expires_after is not None else (BATCH_FILE_TTL if purpose == "batch" else None)
+                rec = self.files.add(filename, purpose, data, now, now + ttl if ttl else None,
+                                     explicit_expiry=expires_after is not None)
+                self.counters.add("files_uploaded")
+                self.counters.add("bytes_uploaded", rec.bytes)
+                return rec.to_api()
+        finally:
+            if isinstance(data, Spool):
+                data.discard()  # refused: its file goes (accepted: the store has moved it already)
 
     def _check_file_cap(self, explicit_expiry: bool) -> None:
         """Azure caps input batch files per resource: 500, or 10,000 counting those with expiry."""
@@ -233,6 +251,13 @@ class Engine:
             rec = self.files.get(file_id, self.now())
             return self.files.content(rec)
 
+    def open_file(self, file_id: str) -> tuple[BinaryIO, int]:
+        """(reader, size) of a file's bytes, for streaming them out; the caller closes the reader."""
+        with self.lock:
+            self._tick()
+            rec = self.files.get(file_id, self.now())
+            return self.files.open(rec), rec.bytes
+
     def delete_file(self, file_id: str) -> dict[str, Any]:
         with self.lock:
             self._tick()
@@ -247,17 +272,19 @@ class Engine:
 
     # ------------------------------------------------------------ batches
 
-    def _input(self, file_id: str) -> bytes | None:
-        """The batch input file's bytes now, or None when it is missing/expired/not purpose=batch."""
+    def _input(self, file_id: str) -> Input | None:
+        """The batch input file as it is now (its bytes, or a hard link the worker reads and removes,
+        so a later delete does not change the batch), or None when it is missing/expired/not
+        purpose=batch."""
         now = self.now()
         if not self.files.exists(file_id, now):
             return None
         rec = self.files.get(file_id, now)
-        return self.files.content(rec) if rec.purpose == "batch" else None
+        return self.files.snapshot(rec) if rec.purpose == "batch" else None
 
     # ------------------------------------------------------------ background preparation
 
-    def _enqueue(self, rec: BatchRecord, content: bytes | None, config: EmulatorConfig, count: bool) -> None:
+    def _enqueue(self, rec: BatchRecord, content: Input | None, config: EmulatorConfig, count: bool) -> None:
         with self.lock:
             self._queue.append((self._gen, rec, content, config, count))
             self._busy += 1
@@ -273,18 +300,23 @@ class Engine:
                     self._worker = None
                     return
                 gen, rec, content, config, count = self._queue.popleft()
+                work_dir = self.files.work_dir()
             # Outside the lock: the heavy step; other calls proceed meanwhile.
             try:
                 if content is None:
                     prep = missing_file(rec.data["input_file_id"])
                 else:
                     endpoint = canonical_endpoint(rec.data["endpoint"], config.flavor)
-                    prep = prepare(content, endpoint, rec.data["id"], config)
+                    prep = prepare(content, endpoint, rec.data["id"], config, work_dir)
             except Exception as exc:  # noqa: BLE001 - never leave a batch pending forever
                 prep = Prepared(errors=[batch_error("server_error", f"The emulator could not prepare this batch: {exc}")])
+            finally:
+                if isinstance(content, Path):
+                    content.unlink(missing_ok=True)  # the private link of _input()
             del content
             with self.lock:
                 if gen != self._gen:
+                    prep.discard()
                     continue  # reset() since: forget it
                 rec.prep = prep
                 if count:
@@ -325,6 +357,8 @@ class Engine:
             # a missing file fails the batch later, like the real API.
             content = self._input(input_file_id)
             if content is not None and self._spurious_miss(input_file_id, config):
+                if isinstance(content, Path):
+                    content.unlink()
                 if config.file_not_found_style == "sync":
                     raise APIError(400, cannot_find(input_file_id), param="input_file_id", code="invalid_request")
                 content = None  # the batch then fails asynchronously, as for a file that is really gone
@@ -493,24 +527,27 @@ class Engine:
 
     def _fail(self, rec: BatchRecord, t: float, errors: list[dict[str, Any]]) -> None:
         rec.data.update(status="failed", failed_at=int(t), errors={"object": "list", "data": errors})
-        rec.prep = None  # nothing more to serve; free memory
+        if rec.prep is not None:
+            rec.prep.discard()
+        rec.prep = None  # nothing more to serve
 
     def _finish(self, rec: BatchRecord, status: str, t: float, k: int) -> None:
-        """Terminal state with results: join the files once, then drop the precomputed lines."""
+        """Terminal state with results: write the files once (streaming), then drop the precomputed lines."""
         prep = rec.prep
         assert prep is not None
         d = rec.data
         ts = int(t)
         if prep.errors:  # e.g. cancelled or expired while an invalid file was validating
             d.update(status=status, **{f"{status}_at": ts})
+            prep.discard()
             rec.prep = None
             return
         unrun = "batch_expired" if status == "expired" else "batch_cancelled"
-        out, err = prep.result_files(k, unrun)
+        out, err = prep.result_files(k, unrun, self.files.work_dir())
         bid = d["id"]
         expires = ts + rec.output_ttl if rec.output_ttl else None
         out_id = self.files.add(f"{bid}_output.jsonl", "batch_output", out, ts, expires).id if out else None
-        err_id = (self.files.add(f"{bid}_error.jsonl", "batch_output", err, ts, expires).id
+        err_id = (self.files.add(f"{bid}_error.jsonl", "batch_output", err or b"", ts, expires).id
                   if err or rec.always_error_file else None)
         counts = prep.counts(k)
         if status != "completed":
@@ -518,6 +555,7 @@ class Engine:
             counts = {"total": prep.n, "completed": counts["completed"], "failed": prep.n - counts["completed"]}
         d.update(status=status, output_file_id=out_id, error_file_id=err_id, request_counts=counts,
                  usage=prep.usage(k), model=prep.model or d.get("model"), **{f"{status}_at": ts})
+        prep.discard()
         rec.prep = None
 
 

@@ -62,6 +62,8 @@ class Emulator:
             self._thread.join(timeout=10)
         if self._sock is not None:
             self._sock.close()
+        if self.app is not None:
+            self.engine.close()  # its temporary files go (state_dir stays)
         self._server = self._thread = self._sock = None
 
     def __enter__(self) -> "Emulator":
@@ -136,6 +138,7 @@ def serve(config: EmulatorConfig | None = None, host: str = "127.0.0.1", port: i
         server.run(sockets=[sock])
     finally:
         sock.close()
+        app.state.engine.close()
         sys.stdout.flush()
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable, Iterator
 
 from .config import EmulatorConfig
 from .errors import APIError
@@ -21,6 +22,27 @@ _REQUIRED_BODY_KEYS = {
 }
 _MODEL_OPTIONAL = {"/v1/moderations"}  # moderations default to omni-moderation-latest
 EMBEDDINGS = "/v1/embeddings"
+
+# A batch input: its bytes (small files kept in memory) or a file on disk, read line by line.
+Input = bytes | Path
+OnRequest = Callable[[str, dict[str, Any]], None]
+
+
+def input_size(content: Input) -> int:
+    return len(content) if isinstance(content, bytes) else content.stat().st_size
+
+
+def input_lines(content: Input) -> Iterator[bytes]:
+    """The physical lines (without their newline), as `content.split(b"\n")` gives them, streamed."""
+    if isinstance(content, bytes):
+        yield from content.split(b"\n")
+        return
+    with open(content, "rb") as handle:
+        last = b"\n"
+        for last in handle:
+            yield last[:-1] if last.endswith(b"\n") else last
+        if last.endswith(b"\n"):
+            yield b""  # split() ends with an empty piece after a final newline
 
 
 @dataclass
@@ -42,12 +64,12 @@ def line_tokens(body: Any) -> int:
     return math.ceil(len(json.dumps(body, ensure_ascii=False)) / 4)
 
 
-def enqueued_tokens(content: bytes) -> tuple[str | None, int]:
+def enqueued_tokens(content: Input) -> tuple[str | None, int]:
     """(model of the first request, tokens of all parseable requests) without full validation:
     a fail-fast quota answers at create, before the batch is validated."""
     model: str | None = None
     tokens = 0
-    for raw in content.split(b"\n"):
+    for raw in input_lines(content):
         if not raw.strip():
             continue
         try:
@@ -79,15 +101,18 @@ def check_embedding_request(body: dict[str, Any], config: EmulatorConfig) -> Non
                        param="input", code="array_above_max_length")
 
 
-def validate(content: bytes, endpoint: str, config: EmulatorConfig) -> Validated:
+def validate(content: Input, endpoint: str, config: EmulatorConfig, on_request: OnRequest | None = None) -> Validated:
+    """Check every line of the input. Each request is handed to `on_request(custom_id, body)` while the
+    file is still valid (default: kept in `requests`), so a caller can answer requests as they are read,
+    in one pass, and drop its work if a later line turns out bad (`errors` is then non-empty)."""
     out = Validated()
+    keep = on_request or (lambda custom_id, body: out.requests.append((custom_id, body)))
     max_requests = config.max_requests_per_file or flavor(config.flavor).max_requests_per_file
-    if len(content) > config.max_file_bytes:
+    if input_size(content) > config.max_file_bytes:
         mb = config.max_file_bytes / (1024 * 1024)
         out.errors.append(batch_error("file_too_large", f"The input file is larger than the maximum of {mb:g} MB.", None, "input_file_id"))
         return out
-    lines = content.split(b"\n")
-    n_requests = sum(1 for raw in lines if raw.strip())
+    n_requests = sum(1 for raw in input_lines(content) if raw.strip())
     out.n_lines = n_requests
     if n_requests == 0:
         out.errors.append(batch_error("empty_file", "The input file is empty.", None, "input_file_id"))
@@ -103,7 +128,7 @@ def validate(content: bytes, endpoint: str, config: EmulatorConfig) -> Validated
     errors = out.errors
     tokens = 0
     inputs = 0  # embedding inputs across the batch
-    for number, raw in enumerate(lines, start=1):
+    for number, raw in enumerate(input_lines(content), start=1):
         if not raw.strip():
             continue  # blank lines (e.g. the trailing newline) are not requests
         try:
@@ -156,8 +181,8 @@ def validate(content: bytes, endpoint: str, config: EmulatorConfig) -> Validated
         if endpoint == EMBEDDINGS:
             inputs += embedding_inputs(body)
         if not errors:
-            # Only keep bodies while the file is still valid: a failed batch needs none.
-            out.requests.append((custom_id, body))
+            # Only pass bodies on while the file is still valid: a failed batch needs none.
+            keep(custom_id, body)
             tokens += line_tokens(body)
     if inputs > config.max_embedding_inputs_per_batch:
         # No documented OpenAI code for this one; too_many_tasks is Azure's name for an oversized batch.
