@@ -140,11 +140,13 @@ def measure_size(rows: int, args, cache: Path) -> dict[str, dict]:
             h.log(f"{'':>22}{part:<26} {seconds:8.2f} s  peak RSS {r.get('step_rss_mb', {}).get(part, 0):7.0f} MB")
 
     try:
-        step("plan")
+        if "plan" not in args.skip:
+            step("plan")
         step("run")
         prepare_outputs(rows, args, root, payload)
         for name in ("collect", "rerun", "retry", "sync"):
-            step(name)
+            if name not in args.skip:
+                step(name)
     except StepFailed:
         pass  # the rest of this size depends on the failed step
     results["_sizes"] = {"warehouse_mb": (root / "warehouse.duckdb").stat().st_size / 1e6,
@@ -224,6 +226,9 @@ def main() -> None:
     p.add_argument("--keep", action="store_true", help="keep each size's warehouse and files")
     p.add_argument("--replot", default=None, metavar="JSON",
                    help="only draw the plot (to --plot) from figures saved by --json, or typed in from a log")
+    p.add_argument("--skip", default="", help="steps not to run, e.g. plan (run compiles too): saves time at 10M")
+    p.add_argument("--with", dest="with_json", default=None, metavar="JSON",
+                   help="add the sizes measured by an earlier --json run (e.g. 100k and 1M) to the table, plot and verdict")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     p.add_argument("--payload", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -239,8 +244,17 @@ def main() -> None:
     sizes = sorted(int(s) for s in args.sizes.split(","))
     cache = _data.cache_dir(args.cache_dir)
     table: dict[int, dict[str, dict]] = {}
+    args.skip = {s for s in args.skip.split(",") if s}
     for rows in sizes:
         table[rows] = measure_size(rows, args, cache)
+        if args.json:  # after each size, so a run stopped later still leaves what it measured
+            Path(args.json).write_text(json.dumps({"sizes": sorted(table), "steps": table, "environment": h.environment()},
+                                                  indent=2, default=str))
+    if args.with_json:
+        earlier = json.loads(Path(args.with_json).read_text())
+        for n, figures in earlier["steps"].items():
+            table.setdefault(int(n), figures)
+        sizes = sorted(table)
 
     largest = sizes[-1]
     reference = 1_000_000 if 1_000_000 in sizes and largest != 1_000_000 else (sizes[-2] if len(sizes) > 1 else largest)
@@ -281,9 +295,6 @@ def main() -> None:
     print(f"environment: {h.environment()}")
     plot_path = Path(args.plot) if args.plot else Path(__file__).resolve().parent / "scale.png"
     plot(plot_path, sizes, table, args.max_rss)
-    if args.json:
-        Path(args.json).write_text(json.dumps({"sizes": sizes, "steps": table, "environment": h.environment()},
-                                              indent=2, default=str))
     h.memory_verdict(failures, f"memory bound met: every step ≤ {args.max_rss:.0f} MB at {largest:,} rows and "
                                f"within {args.growth:.2f}× of {reference:,} rows")
 
