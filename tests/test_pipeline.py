@@ -80,7 +80,12 @@ def test_text_custom_ids_and_rerun_sends_nothing(warehouse: Warehouse) -> None:
     assert warehouse.counters()["batches_created"] == 1
 
 
-def test_job_larger_than_one_shard_becomes_several_batches(warehouse: Warehouse, tmp_path: Path) -> None:
+@pytest.mark.parametrize("files_per_statement", [20, 2], ids=["one load statement", "a statement per two files"])
+def test_job_larger_than_one_shard_becomes_several_batches(warehouse: Warehouse, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch, files_per_statement: int) -> None:
+    from warehouse_batch import results
+
+    monkeypatch.setattr(results, "FILES_PER_STATEMENT", files_per_statement)  # 5 batches: 1 or 3 INSERTs
     _make_reviews(warehouse, n=230)
     job = write_job(
         tmp_path / "big.sql",

@@ -19,6 +19,9 @@ from warehouse_batch.ledger import Ledger, Shard
 from warehouse_batch.shards import LINE_CUSTOM_ID
 from warehouse_batch.sqlfiles import read_sql
 
+#: Result files loaded per INSERT (OpenAI batches hold up to 50,000 requests: about 1M lines).
+FILES_PER_STATEMENT = 20
+
 #: What a request that got no line in its batch's files becomes, by the batch's final status.
 NO_LINE = {
     "failed": ("failed", "batch_failed", "the batch failed validation before this request ran"),
@@ -108,7 +111,12 @@ def load(ledger: Ledger, batches: list[dict[str, Any]]) -> None:
                 by_endpoint.setdefault(b["endpoint"], []).append(
                     {"file": str(f), "batch_id": b["batch_id"], "shard_id": b["shard_id"]})
     for endpoint, sources in by_endpoint.items():
-        ledger.insert_results(load_sql(endpoint), [s["file"] for s in sources], sources)
+        # A statement per group of files: its semi-join holds only those shards' requests, so a
+        # collect of 200 batches needs what one of 20 does (one INSERT over 10M lines ran out of the
+        # default 256 MB, benchmarks/RESULTS.md 2026-12-03). Same transaction, so still all or nothing.
+        for start in range(0, len(sources), FILES_PER_STATEMENT):
+            group = sources[start:start + FILES_PER_STATEMENT]
+            ledger.insert_results(load_sql(endpoint), [s["file"] for s in group], group)
     shard_ids = [b["shard_id"] for b in batches]
     ledger.drop_repeated_answers(shard_ids)
     # A shard with an answer for every request it holds has nothing to settle (the usual case):
