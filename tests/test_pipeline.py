@@ -181,3 +181,34 @@ def test_a_table_written_in_parts_equals_one_written_whole(warehouse: Warehouse,
     assert warehouse.sql(f"SELECT {columns} FROM parts EXCEPT ALL SELECT {columns} FROM whole") == []
     assert warehouse.sql("DESCRIBE whole") == warehouse.sql("DESCRIBE parts")
     assert {s for (s,) in warehouse.sql("SELECT DISTINCT status FROM parts")} == {"completed", "failed"}
+
+
+def test_a_statement_failing_mid_publish_is_the_error_shown_and_the_next_collect_publishes(
+        warehouse: Warehouse, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A part of publish fails (an error, or Ctrl-C inside a query) and leaves its transaction
+    aborted: the user sees that failure, not the cleanup's "transaction is aborted" that would hide it
+    (a worker stopped mid-publish used to exit 1 that way), and nothing is half published."""
+    import duckdb
+
+    from warehouse_batch import publish
+
+    warehouse.sql("CREATE TABLE qs AS SELECT i AS id, 'question ' || i AS txt FROM range(20) t(i)")
+    job = write_job(tmp_path / "flaky.sql", {"name": "flaky", "model": "gpt-4o-mini"},
+                    "SELECT id AS custom_id, txt AS prompt FROM qs")
+    warehouse.cli("run", str(job), "--poll-interval", "0.05")  # submitted: pending rows published
+    monkeypatch.setattr(publish, "PART_ROWS", 7)  # three parts; the second one fails
+    parts = publish._parts
+
+    def failing(*args: object, **kwargs: object) -> list[dict[str, str]]:
+        planned = parts(*args, **kwargs)  # type: ignore[arg-type]
+        planned[1] = {**planned[1], "in_part": "error('part two failed')"}
+        return planned
+
+    monkeypatch.setattr(publish, "_parts", failing)
+    with pytest.raises(duckdb.Error, match="part two failed"):
+        warehouse.cli("collect", "flaky", "--wait", "--poll-interval", "0.05")
+    assert warehouse.sql("SELECT DISTINCT status FROM flaky") == [("pending",)]  # the last publish stands
+
+    monkeypatch.setattr(publish, "_parts", parts)
+    warehouse.cli("collect", "flaky", "--wait", "--poll-interval", "0.05")
+    assert warehouse.sql("SELECT status, count(*) FROM flaky GROUP BY ALL") == [("completed", 20)]

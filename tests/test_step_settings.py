@@ -26,6 +26,23 @@ def test_a_narrowed_step_gives_back_threads_and_memory_limit(tmp_path: Path) -> 
         warehouse.close()
 
 
+def test_a_step_that_fails_inside_a_transaction_gives_them_back_after_the_rollback(tmp_path: Path) -> None:
+    """A failing statement aborts DuckDB's transaction, which then refuses even SET: the failure is
+    what the caller sees, and the settings return with the rollback."""
+    import duckdb
+    import pytest
+
+    warehouse = DuckDBWarehouse(tmp_path / "w.duckdb", memory_limit="300MB", threads=2)
+    try:
+        before = _settings(warehouse)
+        with pytest.raises(duckdb.Error, match="the step failed"):
+            with warehouse.transaction(), warehouse.single_threaded(memory_share=0.5):
+                warehouse.execute("SELECT error('the step failed')")
+        assert _settings(warehouse) == before
+    finally:
+        warehouse.close()
+
+
 def test_a_connection_we_were_handed_keeps_its_settings(tmp_path: Path) -> None:
     import duckdb
 

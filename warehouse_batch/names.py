@@ -7,7 +7,7 @@ handle (`TempTable`) that drops them however the block ends.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING
 
 from warehouse_batch.quoting import quote_ident
@@ -82,5 +82,10 @@ def temp_table(warehouse: Warehouse, name: str) -> Iterator[TempTable]:
     table.drop()
     try:
         yield table
-    finally:
-        table.drop()
+    except BaseException:
+        # The block may have left an aborted transaction (an error, Ctrl-C) where the drop fails
+        # too; what went wrong is the error to show. The next `temp_table` of the name drops it.
+        with suppress(Exception):
+            table.drop()
+        raise
+    table.drop()

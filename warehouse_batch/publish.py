@@ -93,7 +93,9 @@ def publish(warehouse: Warehouse, ledger: Ledger, job: Job) -> str:
                   answer_message=answer.message, typed=typed, job=sql_literal(job.name))
     sql = read_sql("duckdb/publish.sql")
     total = int(warehouse.scalar(f"SELECT count(*) FROM {rows}"))
-    with warehouse.transaction(), temp_table(warehouse, "__wb_stale") as stale:
+    # The temp table outlives the transaction: dropping it inside one that an error or Ctrl-C aborted
+    # would fail and hide what went wrong.
+    with temp_table(warehouse, "__wb_stale") as stale, warehouse.transaction():
         ledger.remember_answers(job.name)
         parts = _parts(warehouse, job, rows, stale.name, total)
         # One thread: with two, each keeps its own hash-join partitions and a million-row part ran

@@ -53,6 +53,7 @@ class DuckDBWarehouse:
         self._owned = not isinstance(path, duckdb.DuckDBPyConnection)
         # An open connection is someone else's (dbt, a notebook): its settings stay theirs unless given.
         self._memory_limit = memory_limit or (DEFAULT_MEMORY_LIMIT if self._owned else None)
+        self._after_rollback: list[str] = []  # settings an aborted transaction refused to restore
         self._temp_directory: Path | None = None
         if isinstance(path, duckdb.DuckDBPyConnection):
             # An open connection (a dbt-duckdb plugin, a notebook): use a cursor of it, never close it.
@@ -183,8 +184,15 @@ class DuckDBWarehouse:
             yield
         except BaseException:
             self.con.rollback()
+            self.rolled_back()
             raise
         self.con.commit()
+
+    def rolled_back(self) -> None:
+        """After a rollback: restore the settings that a failed statement's aborted transaction refused."""
+        pending, self._after_rollback = self._after_rollback, []
+        for statement in pending:
+            self.con.execute(statement)
 
     @contextlib.contextmanager
     def single_threaded(self, memory_share: float = 1.0) -> Iterator[None]:
@@ -207,12 +215,19 @@ class DuckDBWarehouse:
                 self.con.execute(f"SET memory_limit = '{int(limit_bytes * memory_share) >> 10}KiB'")
             except duckdb.Error:  # more than that is pinned right now (an in-memory database): keep it
                 limit_bytes = None
+        restore = [f"SET threads = {threads}"]
+        if limit_bytes:  # as it was given (DuckDB shows it rounded: setting that back would drift)
+            restore.append(f"SET memory_limit = {sql_literal(self._memory_limit or limit)}")
         try:
             yield
         finally:
-            self.con.execute(f"SET threads = {threads}")
-            if limit_bytes:  # as it was given (DuckDB shows it rounded: setting that back would drift)
-                self.con.execute(f"SET memory_limit = {sql_literal(self._memory_limit or limit)}")
+            try:
+                for statement in restore:
+                    self.con.execute(statement)
+            except duckdb.TransactionException:
+                # A statement inside failed (or Ctrl-C stopped it) and aborted the transaction, which
+                # refuses even SET: restore once it is rolled back, and let the failure show.
+                self._after_rollback.extend(restore)
 
     # -- the user's query --------------------------------------------------------------------
     def describe_query(self, query: str) -> dict[str, str]:

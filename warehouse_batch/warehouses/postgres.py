@@ -274,6 +274,7 @@ class PostgresWarehouse:
             self._push()
         except BaseException:
             engine.rollback()
+            self._engine.rolled_back()
             self._dirty.clear()
             raise
         finally:
