@@ -6,6 +6,7 @@ pre-built lines to disk, hashing as it goes, and renames each file into place on
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
@@ -208,16 +209,14 @@ def _write_lines(warehouse: Warehouse, directory: Path, shard_ids: dict[int, str
         """
     ).to_arrow_reader(max(1024, int(BATCH_BYTES // max(float(mean_line), 1.0))))
     open_shards: dict[int, _OpenShard] = {}
-    index = pq.ParquetWriter(lines_index, _INDEX_SCHEMA)
+    index = _LineIndex(lines_index)
     try:
         for batch in reader:
-            numbers, lines = batch.column("shard_no"), batch.column("line")
-            for no in pc.unique(numbers).to_pylist():
-                selected = lines if len(plan) == 1 else lines.filter(pc.equal(numbers, no))
+            for no, selected in _by_shard(batch.column("shard_no"), batch.column("line"), single=len(plan) == 1):
                 shard = open_shards.get(no)
                 if shard is None:
                     shard = open_shards[no] = _OpenShard(no, shard_ids[no], directory, *plan[no])
-                index.write_table(_line_index(selected, shard.shard_id, shard.lines))
+                index.add(_line_index(selected, shard.shard_id, shard.lines))
                 shard.write(selected)
                 failpoint("mid_shard_write")
             if progress:
@@ -226,7 +225,7 @@ def _write_lines(warehouse: Warehouse, directory: Path, shard_ids: dict[int, str
         return [open_shards[no].finish() for no in sorted(open_shards)]
     except BaseException as exc:
         reader.close()  # an open result would refuse every later query on this connection
-        index.close()
+        index.discard()
         lines_index.unlink(missing_ok=True)
         # Nothing of this call is recorded yet: remove every file it made (finished ones too, they
         # would never be sent), so a re-run writes them afresh and a full disk gets its space back.
@@ -243,6 +242,57 @@ def _write_lines(warehouse: Warehouse, directory: Path, shard_ids: dict[int, str
 
 
 _INDEX_SCHEMA = pa.schema([("request_hash", pa.string()), ("shard_id", pa.string()), ("line_no", pa.int64())])
+#: Index rows per Parquet row group. Lines come unordered, so every batch holds a piece of nearly
+#: every shard: one row group per piece meant batches × shards of them (100,000 at 10M requests), and
+#: the writer keeps each one's metadata until it closes (≈ 600 MB there).
+INDEX_GROUP_ROWS = 256 * 1024
+
+
+def _by_shard(numbers: pa.Array, lines: pa.Array, *, single: bool) -> list[tuple[int, pa.Array]]:
+    """The lines of one batch, grouped by shard number: one sort per batch (filtering once per shard
+    scanned the batch as many times as there are shards)."""
+    if single:
+        return [(numbers[0].as_py(), lines)]
+    order = pc.sort_indices(numbers)
+    numbers, lines = numbers.take(order), lines.take(order)
+    groups, start = [], 0
+    for run in pc.value_counts(numbers):  # in order of first appearance: the sorted order
+        count = run["counts"].as_py()
+        groups.append((run["values"].as_py(), lines.slice(start, count)))
+        start += count
+    return groups
+
+
+class _LineIndex:
+    """The Parquet line index, written in row groups of INDEX_GROUP_ROWS."""
+
+    def __init__(self, path: Path):
+        self._writer = pq.ParquetWriter(path, _INDEX_SCHEMA)
+        self._pending: list[pa.Table] = []
+        self._rows = 0
+
+    def add(self, table: pa.Table) -> None:
+        self._pending.append(table)
+        self._rows += len(table)
+        if self._rows >= INDEX_GROUP_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._pending:
+            self._writer.write_table(pa.concat_tables(self._pending), row_group_size=max(self._rows, 1))
+        self._pending, self._rows = [], 0
+
+    def close(self) -> None:
+        try:
+            self._flush()
+        finally:
+            self._writer.close()
+
+    def discard(self) -> None:
+        """Close after a failure (the caller deletes the file): a full disk must not hide the failure."""
+        self._pending = []
+        with contextlib.suppress(OSError):
+            self._writer.close()
 
 
 def _line_index(lines: pa.Array | pa.ChunkedArray, shard_id: str, first: int) -> pa.Table:
