@@ -366,29 +366,21 @@ class LocalProvider:
 
 
 def open_store(db: Path, src: Path, work_dir: Path, *, threads: int | None = None, memory_limit: str | None = None):
-    """A warehouse_batch DuckDBWarehouse on `db`, with the reviews file ATTACHed read-only as `src`."""
-    import duckdb
-
+    """A warehouse_batch DuckDBWarehouse on `db`, opened as the CLI opens one (its own connection, so
+    the library's defaults and per-step settings apply: memory limit, spilling, one-thread steps),
+    with the reviews file ATTACHed read-only as `src` on every connection it makes."""
     from warehouse_batch.warehouses import DuckDBWarehouse
 
-    from warehouse_batch.warehouses.duckdb import DEFAULT_MEMORY_LIMIT
+    class BenchWarehouse(DuckDBWarehouse):
+        def _apply_settings(self, con) -> None:  # every (re)connect: after a wait, too
+            super()._apply_settings(con)
+            con.execute(f"ATTACH IF NOT EXISTS '{src}' AS src (READ_ONLY)")
 
-    con = duckdb.connect(str(db))
-    con.execute(f"ATTACH '{src}' AS src (READ_ONLY)")
-    # The library's own defaults for a file it opens itself (a given connection keeps its settings):
-    # a bounded buffer pool that spills to the work directory.
-    con.execute("SET preserve_insertion_order = false")
-    Path(work_dir).mkdir(parents=True, exist_ok=True)
-    con.execute(f"SET temp_directory = '{Path(work_dir) / 'duckdb_tmp'}'")
-    store = DuckDBWarehouse(con, work_dir=work_dir, memory_limit=memory_limit or DEFAULT_MEMORY_LIMIT,
-                            threads=threads)
-    store.bench_connection = con  # a warehouse never closes a connection it was given: close_store does
-    return store
+    return BenchWarehouse(db, work_dir=work_dir, memory_limit=memory_limit, threads=threads)
 
 
 def close_store(store) -> None:
     store.close()
-    store.bench_connection.close()
 
 
 def run_on_emulator(run_dir: Path, src: Path, job, *, poll_interval: float, clock: list[float],

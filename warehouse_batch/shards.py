@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -23,9 +24,13 @@ import pyarrow.parquet as pq
 
 from warehouse_batch.errors import DiskFullError
 from warehouse_batch.failpoints import failpoint
+from warehouse_batch.names import temp_table
+from warehouse_batch.quoting import sql_literal
 from warehouse_batch.warehouses.base import Warehouse
 
 PLAN = "wb_shard_plan"
+#: Temp table: the row of the rows table that builds each planned request, and its shard.
+PICKED = "wb_shard_rows"
 #: Bytes of request lines per Arrow batch streamed to the shard files: with DuckDB's own memory limit,
 #: this (plus one filtered copy per shard) is what writing shards holds, whatever the job's size.
 BATCH_BYTES = 8 << 20
@@ -185,27 +190,35 @@ def write_shards(
     plan = {no: (endpoint, model) for no, endpoint, model in warehouse.execute(
         f"SELECT DISTINCT shard_no, endpoint, model FROM {PLAN}").fetchall()}
     mean_line = warehouse.scalar(f"SELECT coalesce(avg(line_bytes), 1) FROM {PLAN}")
-    with warehouse.single_threaded(memory_share=STREAM_MEMORY_SHARE):
-        # One DuckDB thread (its joins then hold one set of hash partitions, not one per thread) and
-        # part of its memory limit: at 1M rows the process peaked ≈ 60 MB lower at 192 of 256 MB, no slower.
-        return _write_lines(warehouse, directory, shard_ids, plan, mean_line, rows=rows, body_sql=body_sql,
-                            lines_index=lines_index, progress=progress)
+    with temp_table(warehouse, PICKED) as picked:
+        with warehouse.single_threaded():
+            # First, in DuckDB alone: which row of `rows` (its rowid) builds each planned request, and
+            # its shard. The joins on 64-character hashes then spill under the whole memory limit,
+            # and the streaming query below joins on a number, against a table of two numbers.
+            warehouse.execute(f"""
+                CREATE TEMP TABLE {picked.name} AS
+                SELECT min(q.rowid) AS row_id, any_value(p.shard_no)::INTEGER AS shard_no
+                FROM {PLAN} AS p JOIN {rows} AS q ON q.__wb_request_hash = p.request_hash
+                GROUP BY p.request_hash""")
+        with warehouse.single_threaded(memory_share=STREAM_MEMORY_SHARE):
+            # One DuckDB thread (a join then holds one set of hash partitions, not one per thread) and
+            # part of its memory limit: the rest is for Python's side (Arrow batches, the line index).
+            return _write_lines(warehouse, directory, shard_ids, plan, mean_line, picked=picked.name, rows=rows,
+                                body_sql=body_sql, lines_index=lines_index, progress=progress)
 
 
 def _write_lines(warehouse: Warehouse, directory: Path, shard_ids: dict[int, str],
-                 plan: dict[int, tuple[str, str | None]], mean_line: float, *, rows: str, body_sql: str,
-                 lines_index: Path, progress: Callable[[int], None] | None) -> list[ShardFile]:
+                 plan: dict[int, tuple[str, str | None]], mean_line: float, *, picked: str, rows: str,
+                 body_sql: str, lines_index: Path, progress: Callable[[int], None] | None) -> list[ShardFile]:
+    urls = ", ".join(f"({no}, {sql_literal(json.dumps(endpoint))})" for no, (endpoint, _) in plan.items())
     # A relation (not an executed cursor) streams to Arrow without an extra copy of the rows.
     reader = warehouse.engine.sql(
         f"""
-        WITH one_row AS (  -- rows sharing a request: build its body from any one of them
-            SELECT __wb_request_hash AS request_hash, min(__wb_cid) AS cid FROM {rows}
-            WHERE __wb_request_hash IN (SELECT request_hash FROM {PLAN}) GROUP BY ALL
-        )
-        SELECT p.shard_no,
-               '{{"custom_id":"' || p.request_hash || '","method":"POST","url":' || to_json(p.endpoint)
+        SELECT s.shard_no,
+               '{{"custom_id":"' || q.__wb_request_hash || '","method":"POST","url":' || u.url
                || ',"body":' || {body_sql} || '}}' || chr(10) AS line
-        FROM {PLAN} AS p JOIN one_row USING (request_hash) JOIN {rows} AS q ON q.__wb_cid = one_row.cid
+        FROM {picked} AS s JOIN {rows} AS q ON q.rowid = s.row_id
+             JOIN (VALUES {urls}) AS u(shard_no, url) ON u.shard_no = s.shard_no
         """
     ).to_arrow_reader(max(1024, int(BATCH_BYTES // max(float(mean_line), 1.0))))
     open_shards: dict[int, _OpenShard] = {}
