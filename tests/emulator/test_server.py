@@ -81,3 +81,28 @@ def test_concurrent_clients() -> None:
         emu.advance(100)
         assert {client.batches.retrieve(i).status for i in ids} == {"completed"}
         assert emu.counters()["batches_created"] == 16 and emu.counters()["requests_received"] == 320
+
+
+def test_sigterm_stops_the_emulator_cleanly_and_removes_its_temporary_files(tmp_path: Path) -> None:
+    """Without a state dir, file bytes over 1 MiB live in a temporary directory: a stop by SIGTERM
+    (a supervisor, `docker stop`, a CI step ending) removes it, as Ctrl-C does."""
+    import os
+    import signal
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "warehouse_batch.cli", "emulator", "--port", "0"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "TMPDIR": str(scratch)})
+    try:
+        assert proc.stdout is not None
+        base_url = proc.stdout.readline().strip().rsplit(" ", 1)[1]
+        client = OpenAI(api_key="k", base_url=base_url)
+        big = b"".join(json.dumps(chat_line(str(i), "x" * 1000)).encode() + b"\n" for i in range(1500))  # ~1.6 MB
+        client.files.create(file=("big.jsonl", big), purpose="batch")
+        assert [p.name.startswith("wb-emulator-") for p in scratch.iterdir()] == [True]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert list(scratch.iterdir()) == []

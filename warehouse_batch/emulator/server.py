@@ -1,6 +1,7 @@
 """Run the app: `Emulator` in a background thread for tests, `serve()` for the CLI."""
 from __future__ import annotations
 
+import signal
 import socket
 import sys
 import threading
@@ -134,12 +135,24 @@ def serve(config: EmulatorConfig | None = None, host: str = "127.0.0.1", port: i
     print(f"warehouse-batch emulator: base URL http://{shown}:{sock.getsockname()[1]}/v1", flush=True)
     quiet_drop_logs()
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
+    # uvicorn shuts down on SIGINT/SIGTERM, then raises the signal again with the handler it found:
+    # SIGTERM's default would end the process before the engine removes its temporary files.
+    main = threading.current_thread() is threading.main_thread()  # only it may set handlers
+    previous = signal.signal(signal.SIGTERM, _interrupt) if main else None
     try:
         server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass  # asked to stop: a normal end
     finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
         sock.close()
         app.state.engine.close()
         sys.stdout.flush()
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def _listen(host: str, port: int) -> socket.socket:
