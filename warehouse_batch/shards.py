@@ -32,7 +32,8 @@ PLAN = "wb_shard_plan"
 #: Temp table: the row of the rows table that builds each planned request, and its shard.
 PICKED = "wb_shard_rows"
 #: Bytes of request lines per Arrow batch streamed to the shard files: with DuckDB's own memory limit,
-#: this (plus one filtered copy per shard) is what writing shards holds, whatever the job's size.
+#: this (plus its copy sorted by shard, and the pending line index) is what writing shards holds,
+#: whatever the job's size.
 BATCH_BYTES = 8 << 20
 #: The part of DuckDB's memory limit the shard writer's query gets; Python holds the rest (Arrow
 #: batches, the line index, the files), so the process stays within what the other steps use.
@@ -264,6 +265,8 @@ INDEX_GROUP_ROWS = 256 * 1024
 def _by_shard(numbers: pa.Array, lines: pa.Array, *, single: bool) -> list[tuple[int, pa.Array]]:
     """The lines of one batch, grouped by shard number: one sort per batch (filtering once per shard
     scanned the batch as many times as there are shards)."""
+    if len(numbers) == 0:
+        return []
     if single:
         return [(numbers[0].as_py(), lines)]
     order = pc.sort_indices(numbers)
