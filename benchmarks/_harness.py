@@ -239,6 +239,53 @@ def parser(description: str, default_rows: int, quick_rows: int = 20_000) -> arg
     return p
 
 
+def sizes_parser(description: str, *, measured: str, plot_default: str) -> argparse.ArgumentParser:
+    """Options of the benchmarks that draw cost against size (bench_scale, bench_emulator): the
+    sizes, the memory bound they judge (`measured`: what must stay under it), --plot, --json."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--sizes", default="100000,1000000,10000000")
+    p.add_argument("--max-rss", type=float, default=600.0, help=f"MB {measured} may not exceed at the largest size")
+    p.add_argument("--growth", type=float, default=1.2,
+                   help=f"largest size's peak / reference size's peak of {measured} must stay under this")
+    p.add_argument("--plot", default=None, help=f"PNG path (default: {plot_default})")
+    p.add_argument("--json", default=None)
+    p.add_argument("--cache-dir", default=None)
+    p.add_argument("--seed", type=int, default=42)
+    return p
+
+
+def reference_size(sizes: list[int]) -> int:
+    """The size the largest one's peak is compared with: 1M when measured, else the next largest."""
+    largest = sizes[-1]
+    return 1_000_000 if 1_000_000 in sizes and largest != 1_000_000 else (sizes[-2] if len(sizes) > 1 else largest)
+
+
+@contextmanager
+def growth_figure(path: Path, title: str, x_label: str, panels: tuple[tuple[str, str], tuple[str, str]],
+                  max_rss: float):
+    """Two panels against size on a log axis (peak RSS with the bound drawn, and seconds), saved
+    to `path` as a PNG when the block ends. Needs the `bench` extra (matplotlib)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_rss, ax_s) = plt.subplots(1, 2, figsize=(11, 4.2))
+    ax_rss.axhline(max_rss, color="grey", linestyle="--", linewidth=1, label=f"{max_rss:.0f} MB bound")
+    yield ax_rss, ax_s
+    for ax, (panel, unit) in zip((ax_rss, ax_s), panels):
+        ax.set_xscale("log")
+        ax.set_xlabel(x_label)
+        ax.set_ylabel(unit)
+        ax.set_title(panel)
+        ax.grid(True, which="both", alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    log(f"plot written to {path}")
+
+
 def finish_args(args: argparse.Namespace) -> argparse.Namespace:
     if args.rows is None:
         args.rows = args._quick_rows if args.quick else args._default_rows

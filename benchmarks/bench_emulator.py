@@ -176,42 +176,21 @@ def _admin_counters(base_url: str) -> dict:
 
 
 def plot(path: Path, sizes: list[int], table: dict[int, dict], max_rss: float) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax_rss, ax_s) = plt.subplots(1, 2, figsize=(11, 4.2))
-    ax_rss.plot(sizes, [table[n]["emulator_peak_mb"] for n in sizes], marker="o", label="emulator peak RSS")
-    ax_rss.axhline(max_rss, color="grey", linestyle="--", linewidth=1, label=f"{max_rss:.0f} MB bound")
-    for phase in PHASES:
-        ax_s.plot(sizes, [table[n]["seconds"][phase] for n in sizes], marker="o", label=phase)
-    for ax, title, unit in ((ax_rss, "emulator peak RSS", "MB"), (ax_s, "seconds per phase (client side)", "s")):
-        ax.set_xscale("log")
-        ax.set_xlabel("requests")
-        ax.set_ylabel(unit)
-        ax.set_title(title)
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
-    ax_s.set_yscale("log")
-    ax_rss.set_ylim(0, max([max_rss * 1.15] + [table[n]["emulator_peak_mb"] * 1.1 for n in sizes]))
-    fig.suptitle("warehouse_batch emulator: a job of N requests through the openai SDK (own process)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    h.log(f"plot written to {path}")
+    with h.growth_figure(path, "warehouse_batch emulator: a job of N requests through the openai SDK (own process)",
+                         "requests", (("emulator peak RSS", "MB"), ("seconds per phase (client side)", "s")),
+                         max_rss) as (ax_rss, ax_s):
+        ax_rss.plot(sizes, [table[n]["emulator_peak_mb"] for n in sizes], marker="o", label="emulator peak RSS")
+        for phase in PHASES:
+            ax_s.plot(sizes, [table[n]["seconds"][phase] for n in sizes], marker="o", label=phase)
+        ax_s.set_yscale("log")
+        ax_rss.set_ylim(0, max([max_rss * 1.15] + [table[n]["emulator_peak_mb"] * 1.1 for n in sizes]))
+        ax_rss.legend(fontsize=8)
+        ax_s.legend(fontsize=8)
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[1])
-    p.add_argument("--sizes", default="100000,1000000,10000000")
-    p.add_argument("--max-rss", type=float, default=600.0, help="MB the emulator may not exceed at the largest size")
-    p.add_argument("--growth", type=float, default=1.2,
-                   help="largest size's emulator peak / reference size's peak must stay under this")
+    p = h.sizes_parser(__doc__.splitlines()[1], measured="the emulator", plot_default="none")
     p.add_argument("--poll", type=float, default=0.2, help="seconds between polls of an unfinished batch")
-    p.add_argument("--plot", default=None, help="PNG path (default: none)")
-    p.add_argument("--json", default=None)
-    p.add_argument("--cache-dir", default=None)
-    p.add_argument("--seed", type=int, default=_data.DEFAULT_SEED)
     p.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.serve:
@@ -221,8 +200,7 @@ def main() -> None:
     cache = _data.cache_dir(args.cache_dir)
     table = {rows: measure_size(rows, args, cache) for rows in sizes}
 
-    largest = sizes[-1]
-    reference = 1_000_000 if 1_000_000 in sizes and largest != 1_000_000 else (sizes[-2] if len(sizes) > 1 else largest)
+    largest, reference = sizes[-1], h.reference_size(sizes)
     head = ["requests", "batches"] + [f"{ph} s" for ph in PHASES] + ["emulator peak MB", "at end MB", "output lines"]
     body = [[f"{n:,}", str(table[n]["batches"])] + [f"{table[n]['seconds'][ph]:.1f}" for ph in PHASES]
             + [f"{table[n]['emulator_peak_mb']:,.0f}", f"{table[n]['emulator_rss_end_mb']:,.0f}",

@@ -179,47 +179,24 @@ def prepare_outputs(rows: int, args, root: Path, payload: dict) -> None:
 
 
 def plot(path: Path, sizes: list[int], table: dict[int, dict[str, dict]], max_rss: float) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax_rss, ax_s) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for name in STEPS:
-        done = [n for n in sizes if "rss_mb" in table[n].get(name, {})]
-        ax_rss.plot(done, [table[n][name]["rss_mb"] for n in done], marker="o", label=name)
-        ax_s.plot(done, [table[n][name]["seconds"] for n in done], marker="o", label=name)
-        for n in sizes:
-            if "failed" in table[n].get(name, {}):
-                ax_rss.plot([n], [max_rss], marker="x", color="red", markersize=10)
-    ax_rss.axhline(max_rss, color="grey", linestyle="--", linewidth=1, label=f"{max_rss:.0f} MB bound")
-    for ax, title, unit in ((ax_rss, "peak RSS per command", "MB"), (ax_s, "seconds per command", "s")):
-        ax.set_xscale("log")
-        ax.set_xlabel("rows")
-        ax.set_ylabel(unit)
-        ax.set_title(title)
-        ax.grid(True, which="both", alpha=0.3)
-    if any("seconds" in table[n].get(name, {}) for n in sizes for name in STEPS):
-        ax_s.set_yscale("log")
-    ax_rss.set_ylim(0, max([max_rss * 1.15] + [table[n][s]["rss_mb"] * 1.1 for n in sizes for s in STEPS
-                                               if "rss_mb" in table[n].get(s, {})]))
-    ax_rss.legend(fontsize=8)
-    fig.suptitle("warehouse_batch: cost against rows (default settings, one process per command)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    h.log(f"plot written to {path}")
+    with h.growth_figure(path, "warehouse_batch: cost against rows (default settings, one process per command)",
+                         "rows", (("peak RSS per command", "MB"), ("seconds per command", "s")), max_rss) as (ax_rss, ax_s):
+        for name in STEPS:
+            done = [n for n in sizes if "rss_mb" in table[n].get(name, {})]
+            ax_rss.plot(done, [table[n][name]["rss_mb"] for n in done], marker="o", label=name)
+            ax_s.plot(done, [table[n][name]["seconds"] for n in done], marker="o", label=name)
+            for n in sizes:
+                if "failed" in table[n].get(name, {}):
+                    ax_rss.plot([n], [max_rss], marker="x", color="red", markersize=10)
+        if any("seconds" in table[n].get(name, {}) for n in sizes for name in STEPS):
+            ax_s.set_yscale("log")
+        ax_rss.set_ylim(0, max([max_rss * 1.15] + [table[n][s]["rss_mb"] * 1.1 for n in sizes for s in STEPS
+                                                   if "rss_mb" in table[n].get(s, {})]))
+        ax_rss.legend(fontsize=8)
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[1])
-    p.add_argument("--sizes", default="100000,1000000,10000000")
-    p.add_argument("--max-rss", type=float, default=600.0, help="MB no step may exceed at the largest size")
-    p.add_argument("--growth", type=float, default=1.2,
-                   help="largest size's peak / reference size's peak, per step, must stay under this")
-    p.add_argument("--plot", default=None, help="PNG path (default: benchmarks/scale.png)")
-    p.add_argument("--json", default=None)
-    p.add_argument("--cache-dir", default=None)
-    p.add_argument("--seed", type=int, default=_data.DEFAULT_SEED)
+    p = h.sizes_parser(__doc__.splitlines()[1], measured="each step", plot_default="benchmarks/scale.png")
     p.add_argument("--schema-mode", default="auto", choices=["auto", "output_schema", "params"])
     p.add_argument("--memory-limit", default=None, help="default: the library's own")
     p.add_argument("--threads", type=int, default=None)
@@ -255,9 +232,11 @@ def main() -> None:
         for n, figures in earlier["steps"].items():
             table.setdefault(int(n), figures)
         sizes = sorted(table)
+        if args.json:  # the merged table, so --replot draws what this run printed
+            Path(args.json).write_text(json.dumps({"sizes": sizes, "steps": table, "environment": h.environment(),
+                                                   "with": earlier.get("environment")}, indent=2, default=str))
 
-    largest = sizes[-1]
-    reference = 1_000_000 if 1_000_000 in sizes and largest != 1_000_000 else (sizes[-2] if len(sizes) > 1 else largest)
+    largest, reference = sizes[-1], h.reference_size(sizes)
     head = ["step"] + [f"{n:,} rows s" for n in sizes] + [f"{n:,} rows MB" for n in sizes] + [
         f"RSS {largest:,}/{reference:,}", f"s {largest:,}/{reference:,}"]
     body, failures = [], []
