@@ -87,12 +87,10 @@ def child(args) -> None:
         from warehouse_batch import shards
         from warehouse_batch.ledger import Ledger
         from warehouse_batch.runner import Runner
-        from warehouse_batch.warehouses import DuckDBWarehouse as Store
 
         # Opened by path, as the CLI does: the library's own settings, not DuckDB's defaults.
-        store = Store(run_dir / "warehouse.duckdb", work_dir=run_dir / "work", memory_limit=args.memory_limit,
-                      threads=args.threads)
-        store.execute(f"ATTACH '{src}' AS src (READ_ONLY)")
+        store = _data.open_store(run_dir / "warehouse.duckdb", src, run_dir / "work",
+                                 memory_limit=args.memory_limit, threads=args.threads)
         runner = Runner(store, submit=False)  # shards are written and recorded, never sent
         job = _data.make_job(schema_mode=payload["schema_mode"])
         steps.wrap(compiler, "compile_job", "compile_job (query → stage, bodies, sha256, validation)")
