@@ -208,6 +208,8 @@ def test_a_statement_failing_mid_publish_is_the_error_shown_and_the_next_collect
     with pytest.raises(duckdb.Error, match="part two failed"):
         warehouse.cli("collect", "flaky", "--wait", "--poll-interval", "0.05")
     assert warehouse.sql("SELECT DISTINCT status FROM flaky") == [("pending",)]  # the last publish stands
+    # The parts already written (each committed, under another name) are gone with the failure.
+    assert warehouse.sql("SELECT table_name FROM information_schema.tables WHERE table_name LIKE '%next_flaky'") == []
 
     monkeypatch.setattr(publish, "_parts", parts)
     warehouse.cli("collect", "flaky", "--wait", "--poll-interval", "0.05")

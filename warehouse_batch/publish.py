@@ -7,6 +7,7 @@ a table another job owns, or a name in the reserved `warehouse_batch` schema is 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 
@@ -22,8 +23,8 @@ from warehouse_batch.quoting import quote_ident, quote_table, split_table, sql_l
 from warehouse_batch.sqlfiles import read_sql
 from warehouse_batch.warehouses.base import Warehouse
 
-#: Rows per publish statement: the output table is written in parts of about this many rows (in one
-#: transaction), so the joins of each part hold what one million rows need (they fit the default
+#: Rows per publish statement: the output table is written in parts of about this many rows (each
+#: committed), so the joins of each part hold what one million rows need (they fit the default
 #: memory limit, spilling) whatever the job's size. Each part scans the metadata tables once, so
 #: smaller parts cost more scans; 1M was measured to pass at 256 MB on one thread.
 PART_ROWS = 1_000_000
@@ -93,20 +94,43 @@ def publish(warehouse: Warehouse, ledger: Ledger, job: Job) -> str:
                   answer_message=answer.message, typed=typed, job=sql_literal(job.name))
     sql = read_sql("duckdb/publish.sql")
     total = int(warehouse.scalar(f"SELECT count(*) FROM {rows}"))
-    # The temp table outlives the transaction: dropping it inside one that an error or Ctrl-C aborted
-    # would fail and hide what went wrong.
-    with temp_table(warehouse, "__wb_stale") as stale, warehouse.transaction():
+    # In its own transaction: the parts below read it. Should the build fail, the next publish
+    # finds these rows remembered already and keeps their time (the output table is unchanged).
+    with warehouse.transaction():
         ledger.remember_answers(job.name)
+    # The table is built under another name, a commit after each part, then swapped in: one
+    # transaction of all the parts kept every uncommitted part in DuckDB's memory (about 21 MB per
+    # million rows), which the later parts' joins then lacked; a 10M-row job ran out of the default
+    # limit (benchmarks/RESULTS.md, 2026-12-03). Readers see the old table until the swap.
+    building = _building_table(job.target_table)
+    # The temp table outlives the transactions: dropping it inside one that an error or Ctrl-C
+    # aborted would fail and hide what went wrong.
+    with temp_table(warehouse, "__wb_stale") as stale:
         parts = _parts(warehouse, job, rows, stale.name, total)
-        # One thread: with two, each keeps its own hash-join partitions and a million-row part ran
-        # out of the default 256 MB now and then; with one it spills and passes, at less CPU in all
-        # (benchmarks/RESULTS.md, 2026-12-03).
-        with warehouse.single_threaded():
-            for k, part in enumerate(parts):
-                into = f"CREATE OR REPLACE TABLE {target} AS" if k == 0 else f"INSERT INTO {target}"
-                warehouse.execute(sql.format(into=into, **part, **fields))
-        ledger.record_published(job.name, target, fingerprint)
+        try:
+            # One thread: with two, each keeps its own hash-join partitions and a million-row part
+            # ran out of the default 256 MB now and then; with one it spills and passes, at less
+            # CPU in all (benchmarks/RESULTS.md, 2026-12-03).
+            with warehouse.single_threaded():
+                for k, part in enumerate(parts):
+                    into = f"CREATE OR REPLACE TABLE {building} AS" if k == 0 else f"INSERT INTO {building}"
+                    warehouse.execute(sql.format(into=into, **part, **fields))
+            with warehouse.transaction():
+                warehouse.execute(f"DROP TABLE IF EXISTS {target}")
+                warehouse.execute(f"ALTER TABLE {building} RENAME TO {quote_ident(split_table(job.target_table)[1])}")
+                ledger.record_published(job.name, target, fingerprint)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                warehouse.execute(f"DROP TABLE IF EXISTS {building}")
+            raise
     return job.target_table
+
+
+def _building_table(target_table: str) -> str:
+    """Where the output table is built before it is swapped in: beside it (a rename cannot move a
+    table to another schema), under a name the tool owns and never pushes to a PostgreSQL warehouse."""
+    schema, name = split_table(target_table)
+    return f"{quote_ident(schema)}.{quote_ident(INTERNAL_PREFIX + 'next_' + name)}"
 
 
 def _parts(warehouse: Warehouse, job: Job, rows: str, stale: str, total: int) -> list[dict[str, str]]:

@@ -1,18 +1,19 @@
 -- (Re)build a job's output table: each row of its query joined to its result, one status per row.
--- The table is written in parts (publish.py), each one statement in the same transaction: the
--- rows whose request hash falls in one range of hashes, then the rows that show a stale answer
--- (few). Every table below is filtered to the part's hashes before it is joined, so each hash join
--- holds one part and memory does not grow with the job; the metadata joins run over narrow rows
--- (keys and answers) and meet the query's own columns once, at the end.
+-- The table is written in parts (publish.py), each one statement, committed, into a table that is
+-- swapped in once all are written: the rows whose request hash falls in one range of hashes, then
+-- the rows that show a stale answer (few). Every table below is filtered to the part's hashes
+-- before it is joined, so each hash join holds one part and memory does not grow with the job; the
+-- metadata joins run over narrow rows (keys and answers) and meet the query's own columns once, at
+-- the end.
 -- Placeholders, filled by publish.py from answers.answer_sql: into (`CREATE OR REPLACE TABLE t AS`
--- for the first part, `INSERT INTO t` for the others), rows (the job's rows table), stale (the temp
--- table of rows that show a stale answer: __wb_cid, __wb_answer_hash), keyed (the part's rows:
--- __wb_cid, __wb_answer_hash, the request whose answer each shows), in_part (a predicate over a
--- column `request_hash`: the part's answer hashes), rows_in_part (a predicate over q, the rows table,
--- selecting the part's rows), carried (the query's columns), parse (the answer read once:
--- from_json_strict behind json_valid and TRY, or NULL), answer_error / answer_message (why a
--- completed answer is still a failure; NULL when good), typed (the answer's typed columns, each
--- `expr AS name,`), job (the job's name, a literal).
+-- for the first part, `INSERT INTO t` for the others; t is the table being built), rows (the job's
+-- rows table), stale (the temp table of rows that show a stale answer: __wb_cid,
+-- __wb_answer_hash), keyed (the part's rows: __wb_cid, __wb_answer_hash, the request whose answer
+-- each shows), in_part (a predicate over a column `request_hash`: the part's answer hashes),
+-- rows_in_part (a predicate over q, the rows table, selecting the part's rows), carried (the
+-- query's columns), parse (the answer read once: from_json_strict behind json_valid and TRY, or
+-- NULL), answer_error / answer_message (why a completed answer is still a failure; NULL when
+-- good), typed (the answer's typed columns, each `expr AS name,`), job (the job's name, a literal).
 -- A failed answer keeps its raw content, gets NULL typed columns, and never fails the statement.
 -- Cost is priced from the few distinct models (longest price-list prefix, as
 -- warehouse_batch.result_costs does) rather than through that view, which ranks prices per request.

@@ -288,13 +288,15 @@ class PostgresWarehouse:
         found = False
         for match in _WRITE.finditer(sql):
             schema, name = split_table(match.group(1).replace(" ", ""))
-            if schema.lower() == "temp" or name.startswith("__wb") or name.endswith("__rows_next"):
+            if schema.lower() == "temp":
                 continue
-            self._dirty.add((schema, name))
-            found = True
             rename = _RENAME.search(sql, match.end())
-            if rename:
-                self._dirty.add((schema, rename.group(1).strip('"')))
+            # A table built under an internal name and renamed to a real one (publish) is pushed
+            # under its new name.
+            for written in (name, rename.group(1).strip('"') if rename else None):
+                if written and not (written.startswith("__wb") or written.endswith("__rows_next")):
+                    self._dirty.add((schema, written))
+                    found = True
         return found
 
     def _push(self) -> None:
