@@ -29,6 +29,7 @@ from warehouse_batch.errors import (
     StoppedError,
     TimedOutError,
     WarehouseBatchError,
+    interrupt,
     is_interrupt,
 )
 from warehouse_batch.progress import NullReporter, RichReporter
@@ -167,7 +168,7 @@ def _handle(fn: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         # SIGTERM stops as cleanly as Ctrl-C; both are set explicitly, since a parent (a scheduler, a
         # test runner) may have left SIGINT ignored and the command would then never stop.
-        previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             return fn(*args, **kwargs)
         except WarehouseBatchError as exc:
@@ -194,10 +195,6 @@ def _handle(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 #: Raised once the reports are printed: with --json, stdout already holds the one JSON document.
 _AFTER_REPORTS = (RowsFailedError, JobsFailedError, TimedOutError)
-
-
-def _stop(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
 
 
 # -- output -------------------------------------------------------------------------------------

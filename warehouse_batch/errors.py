@@ -3,6 +3,8 @@ and which process exit code the CLI uses for it, so scripts can branch on the ca
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class WarehouseBatchError(Exception):
     """Root of every error warehouse_batch raises on purpose. Messages say how to fix the cause."""
@@ -103,3 +105,9 @@ def is_interrupt(exc: BaseException) -> bool:
         return True
     name = type(exc).__name__
     return name == "InterruptException" or (isinstance(exc, RuntimeError) and "interrupted" in str(exc).lower())
+
+
+def interrupt(signum: int, frame: Any) -> None:
+    """A signal handler that stops like Ctrl-C: SIGTERM's default ends the process before any
+    cleanup (temporary files, a transaction's rollback, the closing report) can run."""
+    raise KeyboardInterrupt

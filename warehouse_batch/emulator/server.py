@@ -12,6 +12,8 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 
+from warehouse_batch.errors import interrupt
+
 from .app import create_app, quiet_drop_logs
 from .config import EmulatorConfig
 from .engine import Engine
@@ -138,7 +140,7 @@ def serve(config: EmulatorConfig | None = None, host: str = "127.0.0.1", port: i
     # uvicorn shuts down on SIGINT/SIGTERM, then raises the signal again with the handler it found:
     # SIGTERM's default would end the process before the engine removes its temporary files.
     main = threading.current_thread() is threading.main_thread()  # only it may set handlers
-    previous = signal.signal(signal.SIGTERM, _interrupt) if main else None
+    previous = signal.signal(signal.SIGTERM, interrupt) if main else None
     try:
         server.run(sockets=[sock])
     except KeyboardInterrupt:
@@ -149,10 +151,6 @@ def serve(config: EmulatorConfig | None = None, host: str = "127.0.0.1", port: i
         sock.close()
         app.state.engine.close()
         sys.stdout.flush()
-
-
-def _interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
 
 
 def _listen(host: str, port: int) -> socket.socket:
