@@ -26,7 +26,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from warehouse_batch import bodies, endpoints, priors, schema, tokens
+from warehouse_batch import arrow_pool, bodies, endpoints, priors, schema, tokens
 from warehouse_batch.jobs import Job
 from warehouse_batch.names import temp_table
 from warehouse_batch.sqlfiles import read_sql
@@ -69,7 +69,10 @@ def estimate_stage(warehouse: Warehouse, stage: str, todo_sql: str, job: Job, co
                        CAST(input_tokens AS DOUBLE) AS input_expected, input_tokens AS input_safe
                 FROM ({todo_sql})"""
         )
-        count = _count_inputs(warehouse, stage, table.name, job, columns)
+        try:
+            count = _count_inputs(warehouse, stage, table.name, job, columns)
+        finally:
+            arrow_pool.release_unused()
         methods = _priors(warehouse, prior_table.name, job)
         warehouse.execute(
             f"""UPDATE {stage} AS s

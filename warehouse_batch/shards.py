@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from warehouse_batch import arrow_pool
 from warehouse_batch.errors import DiskFullError
 from warehouse_batch.failpoints import failpoint
 from warehouse_batch.names import temp_table
@@ -38,6 +39,12 @@ BATCH_BYTES = 8 << 20
 #: The part of DuckDB's memory limit the shard writer's query gets; Python holds the rest (Arrow
 #: batches, the line index, the files), so the process stays within what the other steps use.
 STREAM_MEMORY_SHARE = 0.75
+#: The part of it that planning and picking shards get, on one thread. By then `run` holds about
+#: 240 MB outside DuckDB (Python, the tokenizer), and these statements go past the limit by what
+#: DuckDB does not count: at 10M rows, planning on two threads at the whole 256 MB peaked 352 MB
+#: above the process's base and ran out of memory at ¾ of it; one thread at ¾ peaks 259 MB above,
+#: in 1.6× the time (benchmarks/RESULTS.md, 2026-12-03).
+PLAN_MEMORY_SHARE = 0.75
 #: Where a request's line is in its shard: `offset` characters into our line (after `{"custom_id":"`).
 _HASH_AT, _HASH_LEN = 14, 64
 
@@ -80,34 +87,35 @@ def plan_shards(warehouse: Warehouse, todo_sql: str, *, max_lines: int, max_byte
                    f"LEFT JOIN ({inputs_sql}) AS i USING (request_hash)") if cut_inputs else \
         f"SELECT *, 1 AS inputs FROM ({todo_sql})"
     warehouse.execute(f"DROP TABLE IF EXISTS temp.{PLAN}")
-    warehouse.execute(
-        f"""
-        CREATE TEMP TABLE {PLAN} AS
-        WITH todo AS ({with_inputs}),
-        chunked AS (
-            SELECT *, (row_number() OVER (PARTITION BY endpoint, model ORDER BY request_hash) - 1) // {int(max_lines)} AS chunk,
-                   max(line_bytes) OVER (PARTITION BY endpoint, model) AS widest
-            FROM todo
-        ),
-        sliced AS (
-            SELECT *, sum(line_bytes) OVER (PARTITION BY endpoint, model, chunk ORDER BY request_hash
-                                            ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
-                      // greatest({int(max_bytes)} - widest, 1) AS slice,
-                   max(tokens) OVER (PARTITION BY endpoint, model) AS heaviest,
-                   max(inputs) OVER (PARTITION BY endpoint, model) AS most_inputs
-            FROM chunked
-        ),
-        budgeted AS (
-            SELECT *, {token_slice} AS tslice FROM sliced
-        ),
-        counted AS (
-            SELECT *, {input_slice} AS islice FROM budgeted
+    with warehouse.single_threaded(memory_share=PLAN_MEMORY_SHARE):
+        warehouse.execute(
+            f"""
+            CREATE TEMP TABLE {PLAN} AS
+            WITH todo AS ({with_inputs}),
+            chunked AS (
+                SELECT *, (row_number() OVER (PARTITION BY endpoint, model ORDER BY request_hash) - 1) // {int(max_lines)} AS chunk,
+                       max(line_bytes) OVER (PARTITION BY endpoint, model) AS widest
+                FROM todo
+            ),
+            sliced AS (
+                SELECT *, sum(line_bytes) OVER (PARTITION BY endpoint, model, chunk ORDER BY request_hash
+                                                ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+                          // greatest({int(max_bytes)} - widest, 1) AS slice,
+                       max(tokens) OVER (PARTITION BY endpoint, model) AS heaviest,
+                       max(inputs) OVER (PARTITION BY endpoint, model) AS most_inputs
+                FROM chunked
+            ),
+            budgeted AS (
+                SELECT *, {token_slice} AS tslice FROM sliced
+            ),
+            counted AS (
+                SELECT *, {input_slice} AS islice FROM budgeted
+            )
+            SELECT request_hash, endpoint, model, line_bytes, tokens,
+                   dense_rank() OVER (ORDER BY endpoint, model, chunk, slice, tslice, islice) AS shard_no
+            FROM counted
+            """
         )
-        SELECT request_hash, endpoint, model, line_bytes, tokens,
-               dense_rank() OVER (ORDER BY endpoint, model, chunk, slice, tslice, islice) AS shard_no
-        FROM counted
-        """
-    )
     return int(warehouse.scalar(f"SELECT coalesce(max(shard_no), 0) FROM {PLAN}"))
 
 
@@ -192,10 +200,11 @@ def write_shards(
         f"SELECT DISTINCT shard_no, endpoint, model FROM {PLAN}").fetchall()}
     mean_line = warehouse.scalar(f"SELECT coalesce(avg(line_bytes), 1) FROM {PLAN}")
     with temp_table(warehouse, PICKED) as picked:
-        with warehouse.single_threaded():
+        with warehouse.single_threaded(memory_share=PLAN_MEMORY_SHARE):
             # First, in DuckDB alone: which row of `rows` (its rowid) builds each planned request, and
-            # its shard. The joins on 64-character hashes then spill under the whole memory limit,
-            # and the streaming query below joins on a number, against a table of two numbers.
+            # its shard. The joins on 64-character hashes then spill (¾ of the limit took no longer
+            # than all of it at 10M rows), and the streaming query below joins on a number, against
+            # a table of two numbers.
             warehouse.execute(f"""
                 CREATE TEMP TABLE {picked.name} AS
                 SELECT min(q.rowid) AS row_id, any_value(p.shard_no)::INTEGER AS shard_no
@@ -204,8 +213,11 @@ def write_shards(
         with warehouse.single_threaded(memory_share=STREAM_MEMORY_SHARE):
             # One DuckDB thread (a join then holds one set of hash partitions, not one per thread) and
             # part of its memory limit: the rest is for Python's side (Arrow batches, the line index).
-            return _write_lines(warehouse, directory, shard_ids, plan, mean_line, picked=picked.name, rows=rows,
-                                body_sql=body_sql, lines_index=lines_index, progress=progress)
+            try:
+                return _write_lines(warehouse, directory, shard_ids, plan, mean_line, picked=picked.name, rows=rows,
+                                    body_sql=body_sql, lines_index=lines_index, progress=progress)
+            finally:
+                arrow_pool.release_unused()
 
 
 def _write_lines(warehouse: Warehouse, directory: Path, shard_ids: dict[int, str],
