@@ -439,7 +439,7 @@ def environment() -> dict[str, Any]:
         pinned = Path(warehouse_batch.__file__).parent.parent / ".commit"
         if pinned.exists():  # a `git archive` export pointed to by PYTHONPATH
             info["library_commit"] = pinned.read_text().strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "warehouse_batch", "sql"], capture_output=True,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", ":/warehouse_batch", ":/sql"], capture_output=True,
                                text=True, cwd=Path(__file__).parent)
         info["library_tree"] = "uncommitted changes" if dirty.stdout.strip() else "clean"
     except OSError:
