@@ -431,7 +431,7 @@ def environment() -> dict[str, Any]:
 
     info = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "python": platform.python_version(),
             "duckdb": duckdb.__version__, "cpus": os.cpu_count(),
-            "library": str(Path(warehouse_batch.__file__).parent.parent)}
+            "library": _shown_path(Path(warehouse_batch.__file__).parent.parent)}
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                              cwd=Path(__file__).parent)
@@ -445,6 +445,13 @@ def environment() -> dict[str, Any]:
     except OSError:
         pass
     return info
+
+
+def _shown_path(library: Path) -> str:
+    """The library's folder, relative to this repository when it is this checkout (saved figures are
+    committed and must make sense on any machine); a copy elsewhere (PYTHONPATH) shows in full."""
+    repo = Path(__file__).resolve().parent.parent
+    return "." if library.resolve() == repo else str(library)
 
 
 def emit_json(args: argparse.Namespace, name: str, figures: dict[str, Any]) -> None:
