@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Warehouse, write_job
+from warehouse_batch import shards
 
 WAIT = ("--wait", "--poll-interval", "0.05")
 
@@ -40,7 +41,12 @@ def _files_agree_with_request_shards(warehouse: Warehouse, shard_ids: list[str])
     return lines
 
 
-def test_each_request_is_recorded_at_its_line_of_its_shard(warehouse: Warehouse, tmp_path: Path) -> None:
+@pytest.mark.parametrize("rows_per_pass", [None, 7], ids=["one pass", "passes of 7 rows"])
+def test_each_request_is_recorded_at_its_line_of_its_shard(warehouse: Warehouse, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch,
+                                                           rows_per_pass: int | None) -> None:
+    if rows_per_pass:  # the writer joins the rows table by rowid range, as it does past 1M rows
+        monkeypatch.setattr(shards, "ROWS_PER_PASS", rows_per_pass)
     job = _job(warehouse, tmp_path, 45, max_requests_per_shard=10)
     warehouse.cli("run", str(job), "--keep-input-files", *WAIT)
     assert warehouse.sql("SELECT status, count(*) FROM reviews_job GROUP BY 1") == [("completed", 45)]

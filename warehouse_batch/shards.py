@@ -36,9 +36,15 @@ PICKED = "wb_shard_rows"
 #: this (plus its copy sorted by shard, and the pending line index) is what writing shards holds,
 #: whatever the job's size.
 BATCH_BYTES = 8 << 20
+#: Rows of the rows table the shard writer joins per pass, by rowid range (DuckDB skips the row
+#: groups outside it). In one pass over a 10M-row job the join's hash table did not fit: DuckDB
+#: spilled every row's text (4 GB) to disk and back. A pass's (rowid, shard) table fits (about 30 MB).
+ROWS_PER_PASS = 1 << 20
 #: The part of DuckDB's memory limit the shard writer's query gets; Python holds the rest (Arrow
-#: batches, the line index, the files), so the process stays within what the other steps use.
-STREAM_MEMORY_SHARE = 0.75
+#: batches, the line index, the files). With passes the query itself needs little; the rest of
+#: DuckDB's share only caches temp-table blocks. At 10M rows, ½ peaked 58 MB below ¾ in the same
+#: time (575 against 633 MB; benchmarks/RESULTS.md, 2026-12-03).
+STREAM_MEMORY_SHARE = 0.5
 #: The part of it that planning and picking shards get, on one thread. By then `run` holds about
 #: 240 MB outside DuckDB (Python, the tokenizer), and these statements go past the limit by what
 #: DuckDB does not count: at 10M rows, planning on two threads at the whole 256 MB peaked 352 MB
@@ -191,7 +197,8 @@ def write_shards(
     `q`) that asks for that request. Lines come unordered and go to their shard's file as raw
     Arrow bytes: no sort, no Python strings. Order inside a file carries no meaning (answers map
     by custom_id; a validation error's line number is looked up in the file itself). Lines stream
-    in Arrow batches of about BATCH_BYTES, so memory does not grow with the job.
+    in Arrow batches of about BATCH_BYTES, from one pass per ROWS_PER_PASS rows of `rows`, so memory
+    does not grow with the job.
     The plan table stays; the caller records it and drops it."""
     directory.mkdir(parents=True, exist_ok=True)
     for stale in [*directory.glob("*.jsonl.tmp"), *directory.glob("*.lines.parquet")]:
@@ -224,33 +231,40 @@ def _write_lines(warehouse: Warehouse, directory: Path, shard_ids: dict[int, str
                  plan: dict[int, tuple[str, str | None]], mean_line: float, *, picked: str, rows: str,
                  body_sql: str, lines_index: Path, progress: Callable[[int], None] | None) -> list[ShardFile]:
     urls = ", ".join(f"({no}, {sql_literal(json.dumps(endpoint))})" for no, (endpoint, _) in plan.items())
-    # A relation (not an executed cursor) streams to Arrow without an extra copy of the rows.
-    reader = warehouse.engine.sql(
-        f"""
-        SELECT s.shard_no,
-               '{{"custom_id":"' || q.__wb_request_hash || '","method":"POST","url":' || u.url
-               || ',"body":' || {body_sql} || '}}' || chr(10) AS line
-        FROM {picked} AS s JOIN {rows} AS q ON q.rowid = s.row_id
-             JOIN (VALUES {urls}) AS u(shard_no, url) ON u.shard_no = s.shard_no
-        """
-    ).to_arrow_reader(max(1024, int(BATCH_BYTES // max(float(mean_line), 1.0))))
+    [(first, last)] = warehouse.execute(f"SELECT min(row_id), max(row_id) FROM {picked}").fetchall()
+    batch_rows = max(1024, int(BATCH_BYTES // max(float(mean_line), 1.0)))
     open_shards: dict[int, _OpenShard] = {}
     index = _LineIndex(lines_index)
+    reader: pa.RecordBatchReader | None = None
     try:
-        for batch in reader:
-            for no, selected in _by_shard(batch.column("shard_no"), batch.column("line"), single=len(plan) == 1):
-                shard = open_shards.get(no)
-                if shard is None:
-                    shard = open_shards[no] = _OpenShard(no, shard_ids[no], directory, *plan[no])
-                index.add(_line_index(selected, shard.shard_id, shard.lines))
-                shard.write(selected)
-                failpoint("mid_shard_write")
-            if progress:
-                progress(len(batch))
+        for low in range(first, last + 1, ROWS_PER_PASS) if first is not None else ():
+            high = low + ROWS_PER_PASS - 1
+            # A relation (not an executed cursor) streams to Arrow without an extra copy of the rows.
+            reader = warehouse.engine.sql(
+                f"""
+                SELECT s.shard_no,
+                       '{{"custom_id":"' || q.__wb_request_hash || '","method":"POST","url":' || u.url
+                       || ',"body":' || {body_sql} || '}}' || chr(10) AS line
+                FROM {picked} AS s JOIN {rows} AS q ON q.rowid = s.row_id
+                     JOIN (VALUES {urls}) AS u(shard_no, url) ON u.shard_no = s.shard_no
+                WHERE s.row_id BETWEEN {low} AND {high} AND q.rowid BETWEEN {low} AND {high}
+                """
+            ).to_arrow_reader(batch_rows)
+            for batch in reader:
+                for no, selected in _by_shard(batch.column("shard_no"), batch.column("line"), single=len(plan) == 1):
+                    shard = open_shards.get(no)
+                    if shard is None:
+                        shard = open_shards[no] = _OpenShard(no, shard_ids[no], directory, *plan[no])
+                    index.add(_line_index(selected, shard.shard_id, shard.lines))
+                    shard.write(selected)
+                    failpoint("mid_shard_write")
+                if progress:
+                    progress(len(batch))
         index.close()
         return [open_shards[no].finish() for no in sorted(open_shards)]
     except BaseException as exc:
-        reader.close()  # an open result would refuse every later query on this connection
+        if reader is not None:
+            reader.close()  # an open result would refuse every later query on this connection
         index.discard()
         lines_index.unlink(missing_ok=True)
         # Nothing of this call is recorded yet: remove every file it made (finished ones too, they
