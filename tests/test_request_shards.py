@@ -46,7 +46,7 @@ def test_each_request_is_recorded_at_its_line_of_its_shard(warehouse: Warehouse,
                                                            monkeypatch: pytest.MonkeyPatch,
                                                            rows_per_pass: int | None) -> None:
     if rows_per_pass:  # the writer joins the rows table by rowid range, as it does past 1M rows
-        monkeypatch.setattr(shards, "ROWS_PER_PASS", rows_per_pass)
+        monkeypatch.setattr(shards, "rows_per_pass", lambda warehouse: rows_per_pass)
     job = _job(warehouse, tmp_path, 45, max_requests_per_shard=10)
     warehouse.cli("run", str(job), "--keep-input-files", *WAIT)
     assert warehouse.sql("SELECT status, count(*) FROM reviews_job GROUP BY 1") == [("completed", 45)]

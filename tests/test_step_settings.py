@@ -53,3 +53,17 @@ def test_a_connection_we_were_handed_keeps_its_settings(tmp_path: Path) -> None:
     with warehouse.single_threaded(memory_share=0.5):
         assert _settings(warehouse) == before
     con.close()
+
+
+def test_the_shard_writer_passes_are_sized_by_its_share_of_the_limit(tmp_path: Path) -> None:
+    """1M rows of the rows table per pass at the default 256MB limit; half of that at 128MB, where
+    passes of 1M rows ran out of memory."""
+    from warehouse_batch import shards
+
+    for limit, rows in [(None, 1_000_000), ("128MB", 500_000), ("1GB", 3_906_250)]:
+        warehouse = DuckDBWarehouse(tmp_path / "w.duckdb", memory_limit=limit)
+        try:
+            with warehouse.single_threaded(memory_share=shards.STREAM_MEMORY_SHARE):
+                assert abs(shards.rows_per_pass(warehouse) - rows) / rows < 0.01, (limit, shards.rows_per_pass(warehouse))
+        finally:
+            warehouse.close()

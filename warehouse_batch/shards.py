@@ -28,6 +28,7 @@ from warehouse_batch.failpoints import failpoint
 from warehouse_batch.names import temp_table
 from warehouse_batch.quoting import sql_literal
 from warehouse_batch.warehouses.base import Warehouse
+from warehouse_batch.warehouses.duckdb import size_bytes
 
 PLAN = "wb_shard_plan"
 #: Temp table: the row of the rows table that builds each planned request, and its shard.
@@ -36,15 +37,18 @@ PICKED = "wb_shard_rows"
 #: this (plus its copy sorted by shard, and the pending line index) is what writing shards holds,
 #: whatever the job's size.
 BATCH_BYTES = 8 << 20
-#: Rows of the rows table the shard writer joins per pass, by rowid range (DuckDB skips the row
-#: groups outside it). In one pass over a 10M-row job the join's hash table did not fit: DuckDB
-#: spilled every row's text (4 GB) to disk and back. A pass's (rowid, shard) table fits (about 30 MB).
-ROWS_PER_PASS = 1 << 20
+#: DuckDB memory per row of a pass: the shard writer joins the rows table in passes of rowid ranges
+#: (DuckDB skips the row groups outside one), as many rows as its share of the limit holds at this
+#: many bytes each (1M rows at the default limit). In one pass over a 10M-row job the join's hash
+#: table did not fit: DuckDB spilled every row's text (4 GB) to disk and back. A pass's (rowid,
+#: shard) table takes about 28 bytes a row; the rest of the share is for the scans, so that passes
+#: of 1M rows at a 128MB limit (48 MB) ran out of memory, and half of that fits.
+PASS_ROW_BYTES = 96
 #: The part of DuckDB's memory limit the shard writer's query gets; Python holds the rest (Arrow
-#: batches, the line index, the files). With passes the query itself needs little; the rest of
-#: DuckDB's share only caches temp-table blocks. At 10M rows, ½ peaked 58 MB below ¾ in the same
-#: time (575 against 633 MB; benchmarks/RESULTS.md, 2026-12-03).
-STREAM_MEMORY_SHARE = 0.5
+#: batches, the line index, the files). In passes the query needs little; the rest of the share only
+#: caches temp-table blocks. At 10M rows, replayed: ¾ peaked at 633 MB, ½ at 575 MB and ⅜ at 563 MB,
+#: in the same time (benchmarks/RESULTS.md, 2026-12-03).
+STREAM_MEMORY_SHARE = 0.375
 #: The part of it that planning and picking shards get, on one thread. By then `run` holds about
 #: 240 MB outside DuckDB (Python, the tokenizer), and these statements go past the limit by what
 #: DuckDB does not count: at 10M rows, planning on two threads at the whole 256 MB peaked 352 MB
@@ -197,7 +201,7 @@ def write_shards(
     `q`) that asks for that request. Lines come unordered and go to their shard's file as raw
     Arrow bytes: no sort, no Python strings. Order inside a file carries no meaning (answers map
     by custom_id; a validation error's line number is looked up in the file itself). Lines stream
-    in Arrow batches of about BATCH_BYTES, from one pass per ROWS_PER_PASS rows of `rows`, so memory
+    in Arrow batches of about BATCH_BYTES, in passes over `rows` sized by `rows_per_pass`, so memory
     does not grow with the job.
     The plan table stays; the caller records it and drops it."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -227,18 +231,25 @@ def write_shards(
                 arrow_pool.release_unused()
 
 
+def rows_per_pass(warehouse: Warehouse) -> int:
+    """Rows of the rows table per pass of the shard writer, from DuckDB's memory limit right now."""
+    limit = size_bytes(str(warehouse.scalar("SELECT current_setting('memory_limit')"))) or 256 * (1 << 20)
+    return max(1 << 14, int(limit // PASS_ROW_BYTES))
+
+
 def _write_lines(warehouse: Warehouse, directory: Path, shard_ids: dict[int, str],
                  plan: dict[int, tuple[str, str | None]], mean_line: float, *, picked: str, rows: str,
                  body_sql: str, lines_index: Path, progress: Callable[[int], None] | None) -> list[ShardFile]:
     urls = ", ".join(f"({no}, {sql_literal(json.dumps(endpoint))})" for no, (endpoint, _) in plan.items())
     [(first, last)] = warehouse.execute(f"SELECT min(row_id), max(row_id) FROM {picked}").fetchall()
+    step = rows_per_pass(warehouse)
     batch_rows = max(1024, int(BATCH_BYTES // max(float(mean_line), 1.0)))
     open_shards: dict[int, _OpenShard] = {}
     index = _LineIndex(lines_index)
     reader: pa.RecordBatchReader | None = None
     try:
-        for low in range(first, last + 1, ROWS_PER_PASS) if first is not None else ():
-            high = low + ROWS_PER_PASS - 1
+        for low in range(first, last + 1, step) if first is not None else ():
+            high = low + step - 1
             # A relation (not an executed cursor) streams to Arrow without an extra copy of the rows.
             reader = warehouse.engine.sql(
                 f"""
