@@ -171,7 +171,7 @@ def test_a_table_written_in_parts_equals_one_written_whole(warehouse: Warehouse,
     query = "SELECT id AS custom_id, txt AS prompt FROM mix"
     whole = write_job(tmp_path / "whole.sql", {"name": "whole", **header}, query)
     warehouse.cli("run", str(whole), "--wait", "--poll-interval", "0.05", expect=5)
-    monkeypatch.setattr(publish, "PART_ROWS", 7)  # 60 rows: nine parts
+    monkeypatch.setattr(publish, "part_rows", lambda warehouse: 7)  # 60 rows: nine parts
     parts = write_job(tmp_path / "parts.sql", {"name": "parts", **header}, query)
     warehouse.cli("run", str(parts), "--wait", "--poll-interval", "0.05", expect=5)  # answers from the cache
 
@@ -196,7 +196,7 @@ def test_a_statement_failing_mid_publish_is_the_error_shown_and_the_next_collect
     job = write_job(tmp_path / "flaky.sql", {"name": "flaky", "model": "gpt-4o-mini"},
                     "SELECT id AS custom_id, txt AS prompt FROM qs")
     warehouse.cli("run", str(job), "--poll-interval", "0.05")  # submitted: pending rows published
-    monkeypatch.setattr(publish, "PART_ROWS", 7)  # three parts; the second one fails
+    monkeypatch.setattr(publish, "part_rows", lambda warehouse: 7)  # three parts; the second one fails
     parts = publish._parts
 
     def failing(*args: object, **kwargs: object) -> list[dict[str, str]]:

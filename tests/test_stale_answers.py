@@ -28,7 +28,7 @@ def frozen(db: Path, monkeypatch: pytest.MonkeyPatch):
 def test_keep_stale_answers_shows_the_old_answer_until_the_new_one_arrives(
         frozen: Warehouse, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, part_rows: int) -> None:
     # With parts of two rows the table is written by several statements plus one for the stale rows.
-    monkeypatch.setattr(publish, "PART_ROWS", part_rows)
+    monkeypatch.setattr(publish, "part_rows", lambda warehouse: part_rows)
     warehouse = frozen
     warehouse.sql("CREATE TABLE questions AS SELECT i AS id, 'question ' || i AS question FROM range(6) t(i)")
     keep, blank = _job(tmp_path, "keep", keep_stale_answers=True), _job(tmp_path, "blank")

@@ -67,3 +67,16 @@ def test_the_shard_writer_passes_are_sized_by_its_share_of_the_limit(tmp_path: P
                 assert abs(shards.rows_per_pass(warehouse) - rows) / rows < 0.01, (limit, shards.rows_per_pass(warehouse))
         finally:
             warehouse.close()
+
+
+def test_publish_parts_are_sized_by_the_limit(tmp_path: Path) -> None:
+    """A million rows per publish statement at the default 256MB limit (one part for 1M rows); half
+    of that at 128MB, where parts of 1M rows ran out of memory."""
+    from warehouse_batch import publish
+
+    for limit, rows in [(None, 1_049_005), ("128MB", 524_288), ("1GB", 4_098_046)]:
+        warehouse = DuckDBWarehouse(tmp_path / "w.duckdb", memory_limit=limit)
+        try:
+            assert abs(publish.part_rows(warehouse) - rows) / rows < 0.01, (limit, publish.part_rows(warehouse))
+        finally:
+            warehouse.close()

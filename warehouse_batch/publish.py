@@ -22,12 +22,21 @@ from warehouse_batch.names import INTERNAL_PREFIX, SCHEMA, rows_table, temp_tabl
 from warehouse_batch.quoting import quote_ident, quote_table, split_table, sql_literal
 from warehouse_batch.sqlfiles import read_sql
 from warehouse_batch.warehouses.base import Warehouse
+from warehouse_batch.warehouses.duckdb import size_bytes
 
-#: Rows per publish statement: the output table is written in parts of about this many rows (each
-#: committed), so the joins of each part hold what one million rows need (they fit the default
-#: memory limit, spilling) whatever the job's size. Each part scans the metadata tables once, so
-#: smaller parts cost more scans; 1M was measured to pass at 256 MB on one thread.
-PART_ROWS = 1_000_000
+#: DuckDB memory per row of a publish statement: the output table is written in parts (each
+#: committed) of as many rows as the memory limit holds at this many bytes each, so the joins of a
+#: part fit it, spilling, whatever the job's size. Each part scans the metadata tables once, so
+#: smaller parts cost more scans. Parts of 1M rows were measured to pass at the default limit on one
+#: thread and to fail at 128MB; this makes a part 1,049,005 rows at 256MB (which DuckDB holds as
+#: 244.1 MiB), so 1M rows are one part, and half that at 128MB.
+PART_ROW_BYTES = 244
+
+
+def part_rows(warehouse: Warehouse) -> int:
+    """Rows per publish statement, from DuckDB's memory limit."""
+    limit = size_bytes(str(warehouse.scalar("SELECT current_setting('memory_limit')"))) or 256e6
+    return max(1 << 14, int(limit // PART_ROW_BYTES))
 
 #: The library's own copy of a dbt model's output lives in the metadata schema under this suffix.
 LIBRARY_TABLE_SUFFIX = "__output"
@@ -135,14 +144,14 @@ def _building_table(target_table: str) -> str:
 
 def _parts(warehouse: Warehouse, job: Job, rows: str, stale: str, total: int) -> list[dict[str, str]]:
     """What each statement of publish.sql writes: the rows whose request hash (hex) falls in one of
-    ceil(total / PART_ROWS) equal ranges, then the rows that show a stale answer (their answer is
+    ceil(total / part_rows) equal ranges, then the rows that show a stale answer (their answer is
     another request's, outside their range)."""
     n_stale = 0
     if job.keep_stale_answers:
         warehouse.execute(read_sql("duckdb/publish_stale.sql").format(stale=stale, rows=rows, job=sql_literal(job.name)))
         n_stale = int(warehouse.scalar(f"SELECT count(*) FROM {stale}"))
     not_stale = f" AND q.__wb_cid NOT IN (SELECT __wb_cid FROM {stale})" if n_stale else ""
-    count = max(1, -(-total // PART_ROWS))
+    count = max(1, -(-total // part_rows(warehouse)))
     bounds = [sql_literal(f"{k * 0x10000 // count:04x}") for k in range(1, count)]
     parts = []
     for k in range(count):
