@@ -22,7 +22,7 @@ from warehouse_batch.names import INTERNAL_PREFIX, SCHEMA, rows_table, temp_tabl
 from warehouse_batch.quoting import quote_ident, quote_table, split_table, sql_literal
 from warehouse_batch.sqlfiles import read_sql
 from warehouse_batch.warehouses.base import Warehouse
-from warehouse_batch.warehouses.duckdb import size_bytes
+from warehouse_batch.warehouses.duckdb import rows_within_limit
 
 #: DuckDB memory per row of a publish statement: the output table is written in parts (each
 #: committed) of as many rows as the memory limit holds at this many bytes each, so the joins of a
@@ -35,8 +35,7 @@ PART_ROW_BYTES = 244
 
 def part_rows(warehouse: Warehouse) -> int:
     """Rows per publish statement, from DuckDB's memory limit."""
-    limit = size_bytes(str(warehouse.scalar("SELECT current_setting('memory_limit')"))) or 256e6
-    return max(1 << 14, int(limit // PART_ROW_BYTES))
+    return rows_within_limit(warehouse, PART_ROW_BYTES)
 
 #: The library's own copy of a dbt model's output lives in the metadata schema under this suffix.
 LIBRARY_TABLE_SUFFIX = "__output"

@@ -28,7 +28,7 @@ from warehouse_batch.failpoints import failpoint
 from warehouse_batch.names import temp_table
 from warehouse_batch.quoting import sql_literal
 from warehouse_batch.warehouses.base import Warehouse
-from warehouse_batch.warehouses.duckdb import size_bytes
+from warehouse_batch.warehouses.duckdb import rows_within_limit
 
 PLAN = "wb_shard_plan"
 #: Temp table: the row of the rows table that builds each planned request, and its shard.
@@ -233,8 +233,7 @@ def write_shards(
 
 def rows_per_pass(warehouse: Warehouse) -> int:
     """Rows of the rows table per pass of the shard writer, from DuckDB's memory limit right now."""
-    limit = size_bytes(str(warehouse.scalar("SELECT current_setting('memory_limit')"))) or 256 * (1 << 20)
-    return max(1 << 14, int(limit // PASS_ROW_BYTES))
+    return rows_within_limit(warehouse, PASS_ROW_BYTES)
 
 
 def _write_lines(warehouse: Warehouse, directory: Path, shard_ids: dict[int, str],

@@ -208,7 +208,7 @@ class DuckDBWarehouse:
             return
         threads = int(self.scalar("SELECT current_setting('threads')"))
         limit = str(self.scalar("SELECT current_setting('memory_limit')"))
-        limit_bytes = size_bytes(limit) if memory_share < 1 else None
+        limit_bytes = _size_bytes(limit) if memory_share < 1 else None
         self.con.execute("SET threads = 1")
         if limit_bytes:
             try:
@@ -312,7 +312,14 @@ def _open_failure(path: str, detail: str) -> str:
 _UNITS = {"bytes": 1, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40}
 
 
-def size_bytes(setting: str) -> float | None:
+def rows_within_limit(warehouse: Any, row_bytes: int) -> int:
+    """How many rows of `row_bytes` each DuckDB's memory limit in force holds (at least 16,384): a
+    step that works in parts sizes them by this, so they fit whatever limit was set."""
+    limit = _size_bytes(str(warehouse.scalar("SELECT current_setting('memory_limit')"))) or 256e6
+    return max(1 << 14, int(limit // row_bytes))
+
+
+def _size_bytes(setting: str) -> float | None:
     """Bytes of a size as DuckDB shows a setting ('244.1 MiB'); None for anything else."""
     parts = setting.split()
     if len(parts) != 2 or parts[1].lower() not in _UNITS:
