@@ -3,6 +3,7 @@ the warehouse's own settings must come back exactly as the user gave them, howev
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from warehouse_batch.warehouses import DuckDBWarehouse
@@ -55,18 +56,24 @@ def test_a_connection_we_were_handed_keeps_its_settings(tmp_path: Path) -> None:
     con.close()
 
 
+def _sized_at(tmp_path: Path, limit: str | None, size: Callable[[DuckDBWarehouse], int], share: float = 1.0) -> int:
+    """What `size` gives on a warehouse opened with this memory limit, inside a step given `share` of it."""
+    warehouse = DuckDBWarehouse(tmp_path / "w.duckdb", memory_limit=limit)
+    try:
+        with warehouse.single_threaded(memory_share=share):
+            return size(warehouse)
+    finally:
+        warehouse.close()
+
+
 def test_the_shard_writer_passes_are_sized_by_its_share_of_the_limit(tmp_path: Path) -> None:
     """1M rows of the rows table per pass at the default 256MB limit; half of that at 128MB, where
     passes of 1M rows ran out of memory."""
     from warehouse_batch import shards
 
     for limit, rows in [(None, 1_000_000), ("128MB", 500_000), ("1GB", 3_906_250)]:
-        warehouse = DuckDBWarehouse(tmp_path / "w.duckdb", memory_limit=limit)
-        try:
-            with warehouse.single_threaded(memory_share=shards.STREAM_MEMORY_SHARE):
-                assert abs(shards.rows_per_pass(warehouse) - rows) / rows < 0.01, (limit, shards.rows_per_pass(warehouse))
-        finally:
-            warehouse.close()
+        got = _sized_at(tmp_path, limit, shards.rows_per_pass, shards.STREAM_MEMORY_SHARE)
+        assert abs(got - rows) / rows < 0.01, (limit, got)
 
 
 def test_publish_parts_are_sized_by_the_limit(tmp_path: Path) -> None:
@@ -75,8 +82,5 @@ def test_publish_parts_are_sized_by_the_limit(tmp_path: Path) -> None:
     from warehouse_batch import publish
 
     for limit, rows in [(None, 1_049_005), ("128MB", 524_288), ("1GB", 4_098_046)]:
-        warehouse = DuckDBWarehouse(tmp_path / "w.duckdb", memory_limit=limit)
-        try:
-            assert abs(publish.part_rows(warehouse) - rows) / rows < 0.01, (limit, publish.part_rows(warehouse))
-        finally:
-            warehouse.close()
+        got = _sized_at(tmp_path, limit, publish.part_rows)
+        assert abs(got - rows) / rows < 0.01, (limit, got)
