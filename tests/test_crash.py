@@ -54,6 +54,14 @@ def _assert_paid_once_and_complete(warehouse: Warehouse) -> None:
     assert warehouse.sql("SELECT count(DISTINCT batch_id) FROM crashy") == [(3,)]
 
 
+def _assert_no_unrecorded_files(warehouse: Warehouse) -> None:
+    """The shard directory holds the recorded shards' files and nothing else: what a killed run wrote
+    but never recorded is removed by the next one (at 10M rows, 8.6 GB)."""
+    paths = {Path(p) for (p,) in warehouse.sql("SELECT path FROM warehouse_batch.batches")}
+    directory = next(iter(paths)).parent
+    assert set(directory.iterdir()) == paths
+
+
 @pytest.mark.parametrize(("warehouse_kind", "point"),
                          [("duckdb", p) for p in POINTS] + [("postgres", p) for p in PG_POINTS if p in POINTS],
                          indirect=["warehouse_kind"])
@@ -70,6 +78,7 @@ def test_killed_at_a_step_boundary_then_rerun(warehouse: Warehouse, tmp_path: Pa
     assert rerun.returncode == 0, rerun.stderr
     _assert_paid_once_and_complete(warehouse)
     assert warehouse.counters()["files_uploaded"] == 3  # an upload whose id was lost is found again, not repeated
+    _assert_no_unrecorded_files(warehouse)
 
 
 def test_killed_at_random_moments_until_done(warehouse: Warehouse, tmp_path: Path) -> None:
@@ -96,6 +105,7 @@ def test_killed_at_random_moments_until_done(warehouse: Warehouse, tmp_path: Pat
         assert _cli(warehouse, "run", str(job), "--wait", "--poll-interval", "0.05").returncode == 0
     assert kills >= 1
     _assert_paid_once_and_complete(warehouse)
+    _assert_no_unrecorded_files(warehouse)
 
 
 def test_emulator_killed_and_restarted_with_its_state(warehouse: Warehouse, tmp_path: Path) -> None:

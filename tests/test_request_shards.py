@@ -75,3 +75,22 @@ def test_a_split_shard_records_its_requests_at_their_new_lines(warehouse: Wareho
     assert warehouse.sql(
         "SELECT count(*) FROM warehouse_batch.request_attempts AS a JOIN warehouse_batch.results AS r "
         "USING (request_hash) WHERE a.shard_id <> r.shard_id") == [(0,)]
+
+
+def test_only_this_jobs_unrecorded_shard_files_are_removed(tmp_path: Path) -> None:
+    """What a stopped run wrote and never recorded goes; a recorded shard, one of its parts, and any
+    file no run of this job names (another warehouse may share the work dir) stay."""
+    names = {
+        "job-run1-0001.jsonl": "recorded",
+        "job-run1-0002.jsonl": "unrecorded",
+        "job-run1-0001.1.jsonl": "unrecorded",  # a part cut from a shard, never recorded
+        "job-run2-0001.1.jsonl": "recorded",
+        "job-other-0001.jsonl": "foreign",  # a run this warehouse never had
+        "notes.txt": "foreign",
+    }
+    for name in names:
+        (tmp_path / name).write_text("x" * 10)
+    freed = shards.remove_unrecorded(tmp_path, ["job-run1-", "job-run2-"], {"job-run1-0001", "job-run2-0001.1"})
+    assert freed == 20
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(n for n, kind in names.items() if kind != "unrecorded")
+    assert shards.remove_unrecorded(tmp_path / "missing", ["job-run1-"], set()) == 0

@@ -348,6 +348,14 @@ class Ledger:
         return self.warehouse.rows(
             f"SELECT * FROM {SCHEMA}.batches WHERE {' AND '.join(where)} ORDER BY shard_id", params)
 
+    def recorded_shards(self, job_name: str) -> tuple[set[str], set[str]]:
+        """(the job's run ids, the shard ids recorded for it): which of the job's shard files the
+        ledger knows."""
+        runs = self.warehouse.execute(f"SELECT run_id FROM {SCHEMA}.runs WHERE job_name = ?", [job_name]).fetchall()
+        recorded = self.warehouse.execute(
+            f"SELECT shard_id FROM {SCHEMA}.batches WHERE job_name = ?", [job_name]).fetchall()
+        return {r[0] for r in runs}, {r[0] for r in recorded}
+
     def shard(self, shard_id: str) -> Shard:
         """One shard's row (NotFoundError if there is none)."""
         found = self.warehouse.rows(f"SELECT * FROM {SCHEMA}.batches WHERE shard_id = ?", [shard_id])

@@ -11,6 +11,7 @@ The writes go through the ledger; this module decides what they say.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +19,17 @@ from warehouse_batch import endpoints
 from warehouse_batch.ledger import Ledger, Shard
 from warehouse_batch.shards import LINE_CUSTOM_ID
 from warehouse_batch.sqlfiles import read_sql
+from warehouse_batch.warehouses.base import Warehouse
+from warehouse_batch.warehouses.duckdb import memory_limit_bytes
 
 #: Result files loaded per INSERT (OpenAI batches hold up to 50,000 requests: about 1M lines).
 FILES_PER_STATEMENT = 20
+#: DuckDB memory one loading thread holds whatever the files: read_json's buffer (twice its largest
+#: line, 32 MB) and the row group of answers it fills before writing it out (about 50 MB). Under a
+#: limit that cannot hold two of them and the key table, the load runs on one thread: at 128MB two
+#: threads ran out of memory on a single 50,000-line file, one thread loads 1M lines
+#: (benchmarks/RESULTS.md, 2026-12-03).
+LOAD_THREAD_BYTES = 96 << 20
 
 #: What a request that got no line in its batch's files becomes, by the batch's final status.
 NO_LINE = {
@@ -110,13 +119,14 @@ def load(ledger: Ledger, batches: list[dict[str, Any]]) -> None:
             if f.stat().st_size > 0:
                 by_endpoint.setdefault(b["endpoint"], []).append(
                     {"file": str(f), "batch_id": b["batch_id"], "shard_id": b["shard_id"]})
-    for endpoint, sources in by_endpoint.items():
-        # A statement per group of files: its semi-join holds only those shards' requests, so a
-        # collect of 200 batches needs what one of 20 does (one INSERT over 10M lines ran out of the
-        # default 256 MB, benchmarks/RESULTS.md 2026-12-03). Same transaction, so still all or nothing.
-        for start in range(0, len(sources), FILES_PER_STATEMENT):
-            group = sources[start:start + FILES_PER_STATEMENT]
-            ledger.insert_results(load_sql(endpoint), [s["file"] for s in group], group)
+    with _loading(ledger.warehouse):
+        for endpoint, sources in by_endpoint.items():
+            # A statement per group of files: its semi-join holds only those shards' requests, so a
+            # collect of 200 batches needs what one of 20 does (one INSERT over 10M lines ran out of the
+            # default 256 MB, benchmarks/RESULTS.md 2026-12-03). Same transaction, so still all or nothing.
+            for start in range(0, len(sources), FILES_PER_STATEMENT):
+                group = sources[start:start + FILES_PER_STATEMENT]
+                ledger.insert_results(load_sql(endpoint), [s["file"] for s in group], group)
     shard_ids = [b["shard_id"] for b in batches]
     ledger.drop_repeated_answers(shard_ids)
     # A shard with an answer for every request it holds has nothing to settle (the usual case):
@@ -125,6 +135,16 @@ def load(ledger: Ledger, batches: list[dict[str, Any]]) -> None:
     for batch in batches:
         if answered.get(batch["shard_id"], 0) < (batch["line_count"] or 0) or batch["errors"]:
             settle(ledger, batch, batch["status"], batch["errors"])
+
+
+def _loading(warehouse: Warehouse) -> contextlib.ExitStack:
+    """How the load statements run: the key check builds on the shards' requests, and one thread
+    when the memory limit cannot hold two (`LOAD_THREAD_BYTES`)."""
+    stack = contextlib.ExitStack()
+    stack.enter_context(warehouse.joins_as_written())
+    if memory_limit_bytes(warehouse) < 2 * LOAD_THREAD_BYTES:
+        stack.enter_context(warehouse.single_threaded())
+    return stack
 
 
 def settle(ledger: Ledger, shard: Shard, batch_status: str, errors: list[dict[str, Any]] | None = None) -> None:

@@ -324,6 +324,11 @@ class Runner:
             body = bodies.build(job, columns).body
             total = self.warehouse.scalar(f"SELECT count(*) FROM {plan.name}")
             self.reporter.step("writing shards", total)
+            runs, recorded = self.ledger.recorded_shards(job.name)
+            freed = shards.remove_unrecorded(self.shard_dir(job.name), [f"{job.name}-{r}-" for r in runs], recorded)
+            if freed:
+                self.reporter.info(f"removed {freed / 1e6:,.1f} MB of shard files that a stopped run wrote "
+                                   "but never recorded")
             index = self.shard_dir(job.name) / f"{prefix}lines.parquet"
             written = shards.write_shards(self.warehouse, self.shard_dir(job.name), ids, rows=rows, body_sql=body,
                                           lines_index=index, progress=self.reporter.advance)

@@ -8,6 +8,11 @@
 -- Only lines whose custom_id is a request put in that file's shard (request_shards) are kept, so a stale or
 -- foreign line can never answer a request twice; the same custom_id on two lines of these files
 -- (the provider repeating itself) is resolved afterwards by results.py, on the rows just loaded.
+-- The check joins on one 64-bit hash of (request hash, shard): its table holds 8-byte keys, not two
+-- strings per request (1M keys took ~160 MB as strings), and a foreign line gets in only if its hash
+-- equals one of its shard's ≤ 50,000 requests' (odds ~1e-15). The build side is the shard's
+-- requests as written here: results.py keeps DuckDB from swapping it for the answer lines, whose
+-- count read_json underestimates by orders of magnitude.
 INSERT INTO warehouse_batch.results
     (request_hash, status, status_code, content, finish_reason, refusal, model, input_tokens,
      output_tokens, cached_tokens, reasoning_tokens, error_code, error_message, provider_request_id,
@@ -44,6 +49,6 @@ JOIN (
     FROM (SELECT unnest(CAST($sources AS JSON[])) AS s)
 ) AS src ON src.file = lines.filename
 SEMI JOIN (
-    SELECT request_hash, shard_id FROM warehouse_batch.request_shards
+    SELECT hash(request_hash, shard_id) AS request_key FROM warehouse_batch.request_shards
     WHERE shard_id IN (SELECT unnest(CAST($sources AS JSON[])) ->> 'shard_id')
-) AS req ON req.request_hash = lines.custom_id AND req.shard_id = src.shard_id;
+) AS req ON req.request_key = hash(lines.custom_id, src.shard_id);

@@ -50,6 +50,10 @@ class Warehouse(Protocol):
         """One engine thread for what is inside (memory-bound statements), and with memory_share < 1
         only that part of the engine's memory limit (the rest is for Python beside a stream)."""
 
+    def joins_as_written(self) -> AbstractContextManager[None]:
+        """Hash joins inside build on the side the statement writes on their right, whatever the
+        engine estimates (it underestimates read_json scans)."""
+
     # -- the user's query --------------------------------------------------------------------
     def describe_query(self, query: str) -> dict[str, str]:
         """The query's columns → engine (DuckDB) types, without running it."""

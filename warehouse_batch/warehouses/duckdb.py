@@ -221,13 +221,33 @@ class DuckDBWarehouse:
         try:
             yield
         finally:
-            try:
-                for statement in restore:
-                    self.con.execute(statement)
-            except duckdb.TransactionException:
-                # A statement inside failed (or Ctrl-C stopped it) and aborted the transaction, which
-                # refuses even SET: restore once it is rolled back, and let the failure show.
-                self._after_rollback.extend(restore)
+            self._restore(restore)
+
+    @contextlib.contextmanager
+    def joins_as_written(self) -> Iterator[None]:
+        """Build each hash join on the side the statement puts on its right (DuckDB's
+        `build_side_probe_side` optimizer off): DuckDB estimates a read_json scan at a few dozen rows
+        however big its files are, and would build on every answer line. The option is global to the
+        database, so a connection the tool was handed keeps its own."""
+        if not self._owned:
+            yield
+            return
+        before = str(self.scalar("SELECT current_setting('disabled_optimizers')"))
+        disabled = ", ".join(filter(None, [before, "build_side_probe_side"]))
+        self.con.execute(f"SET disabled_optimizers = {sql_literal(disabled)}")
+        try:
+            yield
+        finally:
+            self._restore([f"SET disabled_optimizers = {sql_literal(before)}"])
+
+    def _restore(self, settings: list[str]) -> None:
+        try:
+            for statement in settings:
+                self.con.execute(statement)
+        except duckdb.TransactionException:
+            # A statement inside failed (or Ctrl-C stopped it) and aborted the transaction, which
+            # refuses even SET: restore once it is rolled back, and let the failure show.
+            self._after_rollback.extend(settings)
 
     # -- the user's query --------------------------------------------------------------------
     def describe_query(self, query: str) -> dict[str, str]:
@@ -315,8 +335,12 @@ _UNITS = {"bytes": 1, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 <
 def rows_within_limit(warehouse: Any, row_bytes: int) -> int:
     """How many rows of `row_bytes` each DuckDB's memory limit in force holds (at least 16,384): a
     step that works in parts sizes them by this, so they fit whatever limit was set."""
-    limit = _size_bytes(str(warehouse.scalar("SELECT current_setting('memory_limit')"))) or 256e6
-    return max(1 << 14, int(limit // row_bytes))
+    return max(1 << 14, int(memory_limit_bytes(warehouse) // row_bytes))
+
+
+def memory_limit_bytes(warehouse: Any) -> float:
+    """DuckDB's memory limit in force, in bytes (the default's when DuckDB shows it otherwise)."""
+    return _size_bytes(str(warehouse.scalar("SELECT current_setting('memory_limit')"))) or 256e6
 
 
 def _size_bytes(setting: str) -> float | None:

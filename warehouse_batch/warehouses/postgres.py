@@ -259,6 +259,9 @@ class PostgresWarehouse:
     def single_threaded(self, memory_share: float = 1.0) -> contextlib.AbstractContextManager[None]:
         return self._engine.single_threaded(memory_share)
 
+    def joins_as_written(self) -> contextlib.AbstractContextManager[None]:
+        return self._engine.joins_as_written()
+
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
         """All or nothing, in the engine and in Postgres: the changes reach Postgres (one transaction)
