@@ -183,6 +183,37 @@ def test_a_table_written_in_parts_equals_one_written_whole(warehouse: Warehouse,
     assert {s for (s,) in warehouse.sql("SELECT DISTINCT status FROM parts")} == {"completed", "failed"}
 
 
+def test_a_part_that_runs_out_of_memory_is_written_again_on_one_thread(
+        warehouse: Warehouse, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """publish writes each part on the engine's threads; a part that runs out of memory is written
+    again on one thread, and the table is whole: every row once, none twice."""
+    import duckdb
+
+    from warehouse_batch import publish
+    from warehouse_batch.warehouses.duckdb import DuckDBWarehouse
+
+    warehouse.sql("CREATE TABLE qs AS SELECT i AS id, 'question ' || i AS txt FROM range(20) t(i)")
+    job = write_job(tmp_path / "tight.sql", {"name": "tight", "model": "gpt-4o-mini"},
+                    "SELECT id AS custom_id, txt AS prompt FROM qs")
+    warehouse.cli("run", str(job), "--poll-interval", "0.05")  # submitted: pending rows published
+    monkeypatch.setattr(publish, "part_rows", lambda warehouse: 7)  # three parts; the second runs out
+    execute = DuckDBWarehouse.execute
+    threads: list[int] = []
+
+    def tight(self: DuckDBWarehouse, sql: str, params: object = None) -> object:
+        if "WITH keyed AS" in sql and "INSERT INTO" in sql:
+            threads.append(int(self.scalar("SELECT current_setting('threads')")))
+            if len(threads) == 1:
+                raise duckdb.OutOfMemoryException("Out of Memory Error: could not allocate block (simulated)")
+        return execute(self, sql, params)
+
+    monkeypatch.setattr(DuckDBWarehouse, "execute", tight)
+    warehouse.cli("collect", "tight", "--wait", "--poll-interval", "0.05")
+    assert threads[:2] == [threads[0], 1] and threads[0] > 1  # the same part again, on one thread
+    assert warehouse.sql("SELECT count(*), count(DISTINCT custom_id), count_if(status = 'completed') FROM tight") \
+        == [(20, 20, 20)]
+
+
 def test_a_statement_failing_mid_publish_is_the_error_shown_and_the_next_collect_publishes(
         warehouse: Warehouse, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A part of publish fails (an error, or Ctrl-C inside a query) and leaves its transaction

@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import json
 
+import duckdb
 import sqlglot
 from sqlglot import exp
 
@@ -116,13 +117,9 @@ def publish(warehouse: Warehouse, ledger: Ledger, job: Job) -> str:
     with temp_table(warehouse, "__wb_stale") as stale:
         parts = _parts(warehouse, job, rows, stale.name, total)
         try:
-            # One thread: with two, each keeps its own hash-join partitions and a million-row part
-            # ran out of the default 256 MB now and then; with one it spills and passes, at less
-            # CPU in all (benchmarks/RESULTS.md, 2026-12-03).
-            with warehouse.single_threaded():
-                for k, part in enumerate(parts):
-                    into = f"CREATE OR REPLACE TABLE {building} AS" if k == 0 else f"INSERT INTO {building}"
-                    warehouse.execute(sql.format(into=into, **part, **fields))
+            for k, part in enumerate(parts):
+                into = f"CREATE OR REPLACE TABLE {building} AS" if k == 0 else f"INSERT INTO {building}"
+                _write_part(warehouse, sql.format(into=into, **part, **fields))
             with warehouse.transaction():
                 warehouse.execute(f"DROP TABLE IF EXISTS {target}")
                 warehouse.execute(f"ALTER TABLE {building} RENAME TO {quote_ident(split_table(job.target_table)[1])}")
@@ -132,6 +129,19 @@ def publish(warehouse: Warehouse, ledger: Ledger, job: Job) -> str:
                 warehouse.execute(f"DROP TABLE IF EXISTS {building}")
             raise
     return job.target_table
+
+
+def _write_part(warehouse: Warehouse, statement: str) -> None:
+    """Write one part on the engine's threads, and again on one thread if that ran out of memory.
+    With two threads each keeps its own hash-join partitions, and parts of 170k–250k rows ran out of
+    the default 256 MB now and then; on one thread a part spills and passes, but takes 1.5–2× as
+    long (benchmarks/RESULTS.md, 2026-12-03). The part is one statement outside any transaction, so
+    one that failed left nothing behind."""
+    try:
+        warehouse.execute(statement)
+    except duckdb.OutOfMemoryException:
+        with warehouse.single_threaded():
+            warehouse.execute(statement)
 
 
 def _building_table(target_table: str) -> str:
