@@ -183,6 +183,14 @@ def test_a_table_written_in_parts_equals_one_written_whole(warehouse: Warehouse,
     assert {s for (s,) in warehouse.sql("SELECT DISTINCT status FROM parts")} == {"completed", "failed"}
 
 
+def _submit_twenty(warehouse: Warehouse, tmp_path: Path, name: str) -> None:
+    """A job of 20 questions, submitted and not yet collected: its pending rows are published."""
+    warehouse.sql("CREATE TABLE qs AS SELECT i AS id, 'question ' || i AS txt FROM range(20) t(i)")
+    job = write_job(tmp_path / f"{name}.sql", {"name": name, "model": "gpt-4o-mini"},
+                    "SELECT id AS custom_id, txt AS prompt FROM qs")
+    warehouse.cli("run", str(job), "--poll-interval", "0.05")
+
+
 def test_a_part_that_runs_out_of_memory_is_written_again_on_one_thread(
         warehouse: Warehouse, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """publish writes each part on the engine's threads; a part that runs out of memory is written
@@ -192,10 +200,7 @@ def test_a_part_that_runs_out_of_memory_is_written_again_on_one_thread(
     from warehouse_batch import publish
     from warehouse_batch.warehouses.duckdb import DuckDBWarehouse
 
-    warehouse.sql("CREATE TABLE qs AS SELECT i AS id, 'question ' || i AS txt FROM range(20) t(i)")
-    job = write_job(tmp_path / "tight.sql", {"name": "tight", "model": "gpt-4o-mini"},
-                    "SELECT id AS custom_id, txt AS prompt FROM qs")
-    warehouse.cli("run", str(job), "--poll-interval", "0.05")  # submitted: pending rows published
+    _submit_twenty(warehouse, tmp_path, "tight")
     monkeypatch.setattr(publish, "part_rows", lambda warehouse: 7)  # three parts; the second runs out
     execute = DuckDBWarehouse.execute
     threads: list[int] = []
@@ -223,10 +228,7 @@ def test_a_statement_failing_mid_publish_is_the_error_shown_and_the_next_collect
 
     from warehouse_batch import publish
 
-    warehouse.sql("CREATE TABLE qs AS SELECT i AS id, 'question ' || i AS txt FROM range(20) t(i)")
-    job = write_job(tmp_path / "flaky.sql", {"name": "flaky", "model": "gpt-4o-mini"},
-                    "SELECT id AS custom_id, txt AS prompt FROM qs")
-    warehouse.cli("run", str(job), "--poll-interval", "0.05")  # submitted: pending rows published
+    _submit_twenty(warehouse, tmp_path, "flaky")
     monkeypatch.setattr(publish, "part_rows", lambda warehouse: 7)  # three parts; the second one fails
     parts = publish._parts
 
