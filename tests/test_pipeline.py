@@ -37,7 +37,8 @@ def test_hundreds_of_hazardous_rows_complete_and_join_back(warehouse: Warehouse,
         {"name": "sentiment", "model": "gpt-4o-mini", "system": "Classify as Positive, Neutral or Negative."},
         "SELECT review_id AS custom_id, review_text AS prompt, stars FROM reviews",
     )
-    report = warehouse.cli_json("run", str(job), "--wait", "--poll-interval", "0.05")[0]
+    # Kept, so the shard file can be read back below (by default it is deleted once collected).
+    report = warehouse.cli_json("run", str(job), "--keep-input-files", "--wait", "--poll-interval", "0.05")[0]
     assert report["statuses"] == {"completed": 300}
 
     joined = warehouse.sql(

@@ -164,6 +164,10 @@ def test_files_expire_and_inputs_are_deleted_once_loaded(warehouse: Warehouse, t
     assert all(f.expires_at - f.created_at == 20 * 86400 for f in files)
     assert warehouse.counters()["calls"].get("DELETE /v1/files/{file_id}") == 2
     assert warehouse.sql("SELECT count(*) FROM warehouse_batch.batches WHERE input_deleted_at IS NULL") == [(0,)]
+    # The shard files in the work dir go too (nothing reads a collected shard's file again); the
+    # downloaded results stay, they hold the whole answer lines.
+    assert _work_files(warehouse, "shards") == []
+    assert len(_work_files(warehouse, "results")) == 2
 
 
 def test_kept_input_files_expire_by_themselves(warehouse: Warehouse, tmp_path: Path) -> None:
@@ -171,6 +175,31 @@ def test_kept_input_files_expire_by_themselves(warehouse: Warehouse, tmp_path: P
     warehouse.cli("run", str(_job(tmp_path)), "--keep-input-files", *WAIT)
     inputs = [f for f in warehouse.emulator.engine.files._files.values() if f.purpose == "batch"]
     assert len(inputs) == 1 and inputs[0].expires_at - inputs[0].created_at == 14 * 86400
+    [shard] = _work_files(warehouse, "shards")
+    assert len(shard.read_text().splitlines()) == 10
+
+
+def test_the_shard_files_of_a_cancelled_job_are_deleted(warehouse: Warehouse, tmp_path: Path) -> None:
+    # A budget of one batch at a time: one shard is sent, the others wait uploaded, never created.
+    warehouse.emulator.configure(validation_delay=10, time_scale=0)
+    _reviews(warehouse, 30)
+    warehouse.cli("run", str(_job(tmp_path, max_enqueued_tokens=600, max_requests_per_shard=5)))
+    shards = warehouse.sql("SELECT count(*) FROM warehouse_batch.batches")[0][0]
+    assert warehouse.counters()["batches_created"] == 1 < shards
+    assert len(_work_files(warehouse, "shards")) == shards
+    warehouse.cli("cancel", "reviews_job")
+    # The unsent shards end at once, files and all; the sent one when its cancelled batch is collected.
+    [sent] = _work_files(warehouse, "shards")
+    assert warehouse.sql("SELECT count(*) FROM warehouse_batch.batches WHERE state = 'collected' "
+                         "AND status = 'cancelled' AND input_deleted_at IS NOT NULL") == [(shards - 1,)]
+    warehouse.emulator.advance(11)
+    warehouse.cli("collect", "reviews_job", *WAIT, expect=5)  # finished, no row completed
+    assert not sent.exists() and _work_files(warehouse, "shards") == []
+    assert warehouse.sql("SELECT count(*) FROM warehouse_batch.batches WHERE state <> 'collected'") == [(0,)]
+
+
+def _work_files(warehouse: Warehouse, kind: str) -> list[Path]:
+    return sorted(Path(f"{warehouse.db}.warehouse_batch").glob(f"reviews_job/{kind}/*.jsonl"))
 
 
 # -- 4. Azure OpenAI ----------------------------------------------------------------------------

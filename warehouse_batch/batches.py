@@ -16,7 +16,8 @@ the enqueued-token quota (failed with `token_limit_exceeded`, or HTTP 400 at cre
 "Cannot find file" and a batch that failed before running anything put the shard back in line
 (`Ledger.defer`) with a back-off, never touching its requests' attempts. A quota a refusal states
 is remembered per provider and model; shards larger than it are split before they are sent again.
-Once a batch is loaded its input file is deleted at the provider (job option `delete_input_files`).
+Once a batch is loaded its input file is deleted, at the provider and from the work dir (job option
+`delete_input_files`).
 """
 
 from __future__ import annotations
@@ -89,6 +90,9 @@ class Batches:
 
     def result_dir(self, job_name: str) -> Path:
         return self.work_dir / job_name / "results"
+
+    def shard_dir(self, job_name: str) -> Path:
+        return self.work_dir / job_name / "shards"
 
     # -- submit ----------------------------------------------------------------------------
     def submit(self, job_name: str | None = None) -> int:
@@ -401,11 +405,14 @@ class Batches:
         return keep
 
     def delete_inputs(self, job_name: str) -> None:
-        """Delete the uploaded input files of the job's loaded batches (unless the job keeps them).
-        Best effort: a file left behind expires by itself (`input_expires_after`)."""
+        """Delete the input files of the job's collected batches, the shard file in the work dir and
+        the uploaded copy, unless the job keeps them (`delete_input_files`). Best effort: an uploaded
+        file left behind expires by itself (`input_expires_after`); a local one goes at the next
+        collect or cancel."""
         job = self._job(job_name)
         if not job.delete_input_files:
             return
+        shards.remove_sent(self.shard_dir(job_name), self.ledger.collected_shards(job_name))
         todo = self.ledger.input_files_to_delete(job_name)
         if not todo:
             return
@@ -474,6 +481,8 @@ class Batches:
                 with self.ledger.warehouse.transaction():
                     results.settle(self.ledger, shard, "cancelled")
                     self.ledger.move(shard["shard_id"], S.COLLECTED, status="cancelled")
+        if live:
+            self.delete_inputs(job_name)
 
     # -- helpers ---------------------------------------------------------------------------
     def _parallel(self, fn: Callable[[Shard], T], items: Iterable[Shard]) -> Iterable[tuple[Shard, T]]:

@@ -114,7 +114,7 @@ def _job_options(fn: Callable) -> Callable:
         click.option("--input-expires-after", help="Uploaded shard files expire after this (seconds or 14d; default 14d)."),
         click.option("--output-expires-after", help="Result files expire after this (seconds or 14d; default 14d)."),
         click.option("--keep-input-files", "delete_input_files", flag_value=False, default=None,
-                     help="Keep uploaded shard files at the provider after their results are loaded."),
+                     help="Keep shard files (in the work dir, and at the provider until they expire) after their results are loaded."),
     ]
     for option in reversed(options):
         fn = option(fn)

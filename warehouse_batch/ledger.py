@@ -356,6 +356,11 @@ class Ledger:
             f"SELECT shard_id FROM {SCHEMA}.batches WHERE job_name = ?", [job_name]).fetchall()
         return {r[0] for r in runs}, {r[0] for r in recorded}
 
+    def collected_shards(self, job_name: str) -> set[str]:
+        """The job's shard ids whose batch is over and loaded (or that ended without one)."""
+        return {r[0] for r in self.warehouse.execute(
+            f"SELECT shard_id FROM {SCHEMA}.batches WHERE job_name = ? AND state = 'collected'", [job_name]).fetchall()}
+
     def shard(self, shard_id: str) -> Shard:
         """One shard's row (NotFoundError if there is none)."""
         found = self.warehouse.rows(f"SELECT * FROM {SCHEMA}.batches WHERE shard_id = ?", [shard_id])

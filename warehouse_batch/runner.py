@@ -341,7 +341,7 @@ class Runner:
         return written
 
     def shard_dir(self, job_name: str) -> Path:
-        return self.warehouse.work_dir / job_name / "shards"
+        return self.batches.shard_dir(job_name)
 
     # -- provider lifecycle ----------------------------------------------------------------
     def submit(self, job_name: str | None = None) -> int:

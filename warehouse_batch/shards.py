@@ -377,6 +377,18 @@ def remove_unrecorded(directory: Path, prefixes: Iterable[str], recorded: set[st
     return freed
 
 
+def remove_sent(directory: Path, collected: set[str]) -> int:
+    """Delete the shard files in `directory` of shards that are collected; returns the bytes freed.
+    Nothing reads a collected shard's file again (a retry writes its unanswered requests to new
+    shards), and a 10M-row job's shard files take 8.6 GB."""
+    freed = 0
+    for path in directory.glob("*.jsonl") if directory.is_dir() else ():
+        if path.name.removesuffix(".jsonl") in collected:
+            freed += path.stat().st_size
+            path.unlink(missing_ok=True)
+    return freed
+
+
 def split_shard(path: Path, shard_id: str, tokens: dict[str, int], cap: int, *, endpoint: str,
                 model: str | None) -> tuple[list[ShardFile], dict[str, tuple[str, int]]]:
     """Cut a shard file into files of at most `cap` estimated tokens each (a line heavier than the
