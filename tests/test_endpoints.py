@@ -18,6 +18,8 @@ from tests.conftest import Warehouse, write_job
 GOLDEN = Path(__file__).parent / "golden" / "structured" / "requests"
 REGENERATE = os.environ.get("WAREHOUSE_BATCH_REGENERATE_GOLDEN") == "1"
 WAIT = ("--wait", "--poll-interval", "0.05")
+#: For the tests that read the shard files afterwards (a collected shard's file is deleted by default).
+KEEP = ("--keep-input-files", *WAIT)
 
 
 def _shard_lines(warehouse: Warehouse) -> list[str]:
@@ -33,7 +35,7 @@ def test_golden_request_lines(warehouse: Warehouse, tmp_path: Path, case: str) -
     golden_path = GOLDEN / f"{case}.json"
     golden = json.loads(golden_path.read_text(encoding="utf-8"))
     job = write_job(tmp_path / "g.sql", golden["job"], golden["query"])
-    warehouse.cli("run", str(job), *WAIT)
+    warehouse.cli("run", str(job), *KEEP)
     lines = sorted(_shard_lines(warehouse))
     if REGENERATE:
         golden["lines"] = lines
@@ -113,7 +115,7 @@ def test_messages_as_json_or_struct_come_back_typed(warehouse: Warehouse, tmp_pa
     job = write_job(tmp_path / "m.sql", {"name": "convo_mood", "model": "gpt-4o-mini", "endpoint": endpoint,
                                          "system": "Rate the customer's mood.", "output_schema": "mood ENUM('happy','unhappy')"},
                     "SELECT id AS custom_id, msgs AS messages FROM convo")
-    warehouse.cli("run", str(job), *WAIT)
+    warehouse.cli("run", str(job), *KEEP)
     rows = warehouse.rows("SELECT c.id, m.mood, m.status FROM convo c JOIN convo_mood m ON m.custom_id = c.id ORDER BY 1")
     assert [r["status"] for r in rows] == ["completed", "completed"]
     assert all(r["mood"] in ("happy", "unhappy") for r in rows)
@@ -129,7 +131,7 @@ def test_rows_with_different_models_never_share_a_file(warehouse: Warehouse, tmp
                   "CASE WHEN i % 3 = 0 THEN 'gpt-4o' WHEN i % 3 = 1 THEN 'gpt-4o-mini' END AS m FROM range(12) r(i)")
     job = write_job(tmp_path / "j.sql", {"name": "mixed", "model": "gpt-4.1-nano", "output_schema": "answer VARCHAR"},
                     "SELECT id AS custom_id, p AS prompt, m AS model FROM t")
-    warehouse.cli("run", str(job), *WAIT)
+    warehouse.cli("run", str(job), *KEEP)
     batches = warehouse.rows("SELECT model, path, line_count FROM warehouse_batch.batches ORDER BY model")
     assert [(b["model"], b["line_count"]) for b in batches] == [("gpt-4.1-nano", 4), ("gpt-4o", 4), ("gpt-4o-mini", 4)]
     for b in batches:
@@ -181,7 +183,7 @@ def test_body_column_is_sent_untouched_and_hashed_as_sent(warehouse: Warehouse, 
     body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Say hi"}], "temperature": 0.3,
             "logit_bias": {"50256": -100}, "custom_field": [1, 2]}
     job = write_job(tmp_path / "b.sql", {"name": "raw"}, f"SELECT 'x' AS custom_id, '{json.dumps(body)}'::JSON AS body")
-    warehouse.cli("run", str(job), *WAIT)
+    warehouse.cli("run", str(job), *KEEP)
     line = json.loads(_shard_lines(warehouse)[0])
     assert line["body"] == body and list(line["body"]) == list(body)  # same keys, same order
     minified = json.dumps(body, separators=(",", ":"))

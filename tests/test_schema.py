@@ -170,7 +170,7 @@ def test_schema_form_to_request_to_typed_columns(
     job = write_job(job_dir / f"{case.replace('-', '_')}.sql",
                     {"name": "typed", "model": "gpt-4o-mini", "endpoint": endpoint, "output_schema": option},
                     "SELECT 1 AS custom_id, 'Some text' AS prompt")
-    warehouse.cli("run", str(job), "--wait", "--poll-interval", "0.05")
+    warehouse.cli("run", str(job), "--keep-input-files", "--wait", "--poll-interval", "0.05")
 
     shard = Path(warehouse.sql("SELECT path FROM warehouse_batch.batches")[0][0])
     body = json.loads(shard.read_text(encoding="utf-8"))["body"]
