@@ -65,6 +65,23 @@ FROM (
 """
 
 
+def read_json_child(args, payload: dict, run_dir: Path) -> None:
+    """The baseline: every output file read by one `read_json` into a fresh DuckDB file (timed)."""
+    import duckdb
+
+    con = duckdb.connect(str(run_dir / "baseline.duckdb"))
+    if args.threads:
+        con.execute(f"SET threads = {int(args.threads)}")
+    if args.memory_limit:
+        con.execute(f"SET memory_limit = '{args.memory_limit}'")
+    files = sorted(payload["outputs"].values())
+    t0 = time.perf_counter()
+    con.execute(READ_JSON_SQL, [files])
+    seconds = time.perf_counter() - t0
+    n, typed = con.execute("SELECT count(*), count(sentiment) FROM loaded").fetchone()
+    h.report(seconds, rows=n, typed_rows=typed)
+
+
 def child(args) -> None:
     payload = json.loads(args.child_args)
     run_dir = Path(payload["run_dir"])
@@ -72,19 +89,7 @@ def child(args) -> None:
     if args.profile_sql and args.child == "wb":
         h.profile_sql(steps)
     if args.child == "read_json":
-        import duckdb
-
-        con = duckdb.connect(str(run_dir / "baseline.duckdb"))
-        if args.threads:
-            con.execute(f"SET threads = {int(args.threads)}")
-        if args.memory_limit:
-            con.execute(f"SET memory_limit = '{args.memory_limit}'")
-        files = sorted(payload["outputs"].values())
-        t0 = time.perf_counter()
-        con.execute(READ_JSON_SQL, [files])
-        seconds = time.perf_counter() - t0
-        n, typed = con.execute("SELECT count(*), count(sentiment) FROM loaded").fetchone()
-        h.report(seconds, rows=n, typed_rows=typed)
+        read_json_child(args, payload, run_dir)
         return
 
     from warehouse_batch import publish, results

@@ -368,22 +368,21 @@ def remove_unrecorded(directory: Path, prefixes: Iterable[str], recorded: set[st
     (8.6 GB at 10M rows). A file no run of this job names is left alone: another warehouse may
     share the work dir."""
     prefixes = tuple(prefixes)
-    freed = 0
-    for path in directory.glob("*.jsonl") if directory.is_dir() else ():
-        shard_id = path.name.removesuffix(".jsonl")
-        if shard_id.startswith(prefixes) and shard_id not in recorded:
-            freed += path.stat().st_size
-            path.unlink(missing_ok=True)
-    return freed
+    return _remove_shard_files(directory, lambda shard_id: shard_id.startswith(prefixes) and shard_id not in recorded)
 
 
 def remove_sent(directory: Path, collected: set[str]) -> int:
     """Delete the shard files in `directory` of shards that are collected; returns the bytes freed.
     Nothing reads a collected shard's file again (a retry writes its unanswered requests to new
     shards), and a 10M-row job's shard files take 8.6 GB."""
+    return _remove_shard_files(directory, collected.__contains__)
+
+
+def _remove_shard_files(directory: Path, doomed: Callable[[str], bool]) -> int:
+    """Delete the shard files in `directory` whose shard id `doomed` names; returns the bytes freed."""
     freed = 0
     for path in directory.glob("*.jsonl") if directory.is_dir() else ():
-        if path.name.removesuffix(".jsonl") in collected:
+        if doomed(path.name.removesuffix(".jsonl")):
             freed += path.stat().st_size
             path.unlink(missing_ok=True)
     return freed
