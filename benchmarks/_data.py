@@ -194,6 +194,15 @@ def sample_body(job) -> str:
     return store.scalar(f"SELECT {spec.body} FROM ({one.query}) AS q")
 
 
+def bench_inputs(args: Any, tag: str) -> tuple[Path, Path, str, Any]:
+    """What the 1M-row scripts start from: (their run folder `<cache>/runs/<tag>_<rows>`, the
+    cached reviews database, the schema mode chosen, the benchmark job)."""
+    cache = cache_dir(args.cache_dir)
+    src = reviews_db(args.rows, seed=args.seed, directory=cache)
+    schema_mode = resolve_schema_mode(args.schema_mode)
+    return cache / "runs" / f"{tag}_{args.rows}", src, schema_mode, make_job(schema_mode=schema_mode)
+
+
 def resolve_schema_mode(mode: str) -> str:
     """'auto' → 'output_schema' when this library version compiles it into the body, else 'params'."""
     if mode != "auto":

@@ -92,11 +92,8 @@ def main() -> None:
         child(args)
         return
 
-    cache = _data.cache_dir(args.cache_dir)
-    src = _data.reviews_db(args.rows, seed=args.seed, directory=cache)
-    schema_mode = _data.resolve_schema_mode(args.schema_mode)
-    template = _data.body_template(_data.make_job(schema_mode=schema_mode))
-    root = cache / "runs" / f"e2e_{args.rows}"
+    root, src, schema_mode, job = _data.bench_inputs(args, "e2e")
+    template = _data.body_template(job)
 
     def payload(a: h.Approach, i: int) -> dict:
         shutil.rmtree(root, ignore_errors=True)

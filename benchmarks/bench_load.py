@@ -122,11 +122,7 @@ def main() -> None:
         child(args)
         return
 
-    cache = _data.cache_dir(args.cache_dir)
-    src = _data.reviews_db(args.rows, seed=args.seed, directory=cache)
-    schema_mode = _data.resolve_schema_mode(args.schema_mode)
-    job = _data.make_job(schema_mode=schema_mode)
-    root = cache / "runs" / f"load_{args.rows}"
+    root, src, schema_mode, job = _data.bench_inputs(args, "load")
     t0 = time.perf_counter()
     db, outputs, counts = _data.prepare_submitted(root / "prep", src, job, seed=args.seed, threads=args.threads,
                                                   memory_limit=args.memory_limit)

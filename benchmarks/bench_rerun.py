@@ -136,12 +136,8 @@ def main() -> None:
         child(args)
         return
 
-    cache = _data.cache_dir(args.cache_dir)
-    src = _data.reviews_db(args.rows, seed=args.seed, directory=cache)
-    schema_mode = _data.resolve_schema_mode(args.schema_mode)
-    job = _data.make_job(schema_mode=schema_mode)
+    root, src, schema_mode, job = _data.bench_inputs(args, "rerun")
     template = _data.body_template(job)
-    root = cache / "runs" / f"rerun_{args.rows}"
     t0 = time.perf_counter()
     if args.prime == "emulator":
         db = prime_emulator(root / "prime", src, job)
